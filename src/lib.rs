@@ -1,0 +1,1 @@
+//! Halley: a pub/sub push server.
