@@ -1,0 +1,321 @@
+//! The client commands and the publish API (docs/protocol.md).
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::io::Write;
+use tungstenite::Message;
+
+/// Data with odd spacing, a trailing zero and an escape: any re-serialisation by the
+/// server would change its bytes.
+const ODD_DATA: &str = r#"{"k": [1, 2.50, "\u00e9"],  "z":null}"#;
+
+#[test]
+fn subscribe_then_publish_delivers_data_verbatim() {
+    let server = Server::start(&[]);
+    let mut ws = server.connect("/ws");
+    send_text(&mut ws, r#"{"op":"subscribe","channel":"news"}"#);
+    assert_eq!(
+        recv_json(&mut ws),
+        json!({"op":"subscribed","channel":"news","seq":0})
+    );
+
+    let (status, body) = server.publish("news", ODD_DATA);
+    assert_eq!(status, 200, "{body}");
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply, json!({"channel":"news","seq":1}));
+
+    expect_push(&mut ws, "news", 1, ODD_DATA);
+}
+
+#[test]
+fn subscribe_query_is_silent_until_a_push() {
+    let server = Server::start(&[]);
+    // Channel names may be percent-encoded: `enc%3Aone` is `enc:one`.
+    let mut ws = server.connect("/ws?subscribe=q1,enc%3Aone");
+    // Commands are answered in order, so if the server had sent anything on connect,
+    // it would arrive before this reply.
+    assert_eq!(subscribe(&mut ws, "probe"), 0);
+    let mut publisher = server.publisher();
+    assert_eq!(publisher.publish_ok("enc:one", "[1]"), 1);
+    expect_push(&mut ws, "enc:one", 1, "[1]");
+    assert_eq!(publisher.publish_ok("q1", r#""two""#), 1);
+    expect_push(&mut ws, "q1", 1, r#""two""#);
+}
+
+#[test]
+fn raw_body_publish() {
+    let server = Server::start(&[]);
+    let mut ws = server.connect("/ws");
+    subscribe(&mut ws, "raw");
+    let mut publisher = server.publisher();
+
+    // Not JSON: delivered as a JSON string.
+    let (status, body) = publisher.request("POST", "/api/publish?channel=raw", b"hello world");
+    assert_eq!(publish_reply_seq(status, &body, "raw"), 1);
+    expect_push(&mut ws, "raw", 1, r#""hello world""#);
+
+    // JSON: delivered as is, byte for byte.
+    let (status, body) = publisher.request("POST", "/api/publish?channel=raw", ODD_DATA.as_bytes());
+    assert_eq!(publish_reply_seq(status, &body, "raw"), 2);
+    expect_push(&mut ws, "raw", 2, ODD_DATA);
+}
+
+#[test]
+fn unsubscribe_stops_delivery() {
+    let server = Server::start(&[]);
+    let mut ws = server.connect("/ws");
+    subscribe(&mut ws, "gone");
+    subscribe(&mut ws, "kept");
+    send_text(&mut ws, r#"{"op":"unsubscribe","channel":"gone"}"#);
+    assert_eq!(
+        recv_json(&mut ws),
+        json!({"op":"unsubscribed","channel":"gone"})
+    );
+    // No frame is expected for "gone"; publishing "kept" afterwards orders the check:
+    // the next frame must be kept's push, not gone's.
+    let mut publisher = server.publisher();
+    publisher.publish_ok("gone", "1");
+    publisher.publish_ok("kept", "2");
+    expect_push(&mut ws, "kept", 1, "2");
+}
+
+#[test]
+fn noop_gets_no_reply() {
+    let server = Server::start(&[]);
+    let mut ws = server.connect("/ws");
+    send_text(&mut ws, r#"{"op":"noop"}"#);
+    // Commands are handled in order: a reply to the noop would come before this one.
+    subscribe(&mut ws, "after-noop");
+    send_text(&mut ws, r#"{"op":"noop"}"#);
+    server.publisher().publish_ok("after-noop", "true");
+    expect_push(&mut ws, "after-noop", 1, "true");
+}
+
+#[test]
+fn commands_in_binary_frames() {
+    let server = Server::start(&[]);
+    let mut ws = server.connect("/ws");
+    let cmd = r#"{"op":"subscribe","channel":"bin"}"#;
+    ws.send(Message::binary(cmd.as_bytes().to_vec())).unwrap();
+    assert_eq!(
+        recv_json(&mut ws),
+        json!({"op":"subscribed","channel":"bin","seq":0})
+    );
+    server.publisher().publish_ok("bin", "3");
+    // Pushes are text frames whatever the command frames were.
+    expect_push(&mut ws, "bin", 1, "3");
+}
+
+/// Sends `cmd` and expects `{"op":"error","reason":..}` starting with `reason`.
+fn expect_error(ws: &mut Ws, cmd: &str, reason: &str) {
+    send_text(ws, cmd);
+    let reply = recv_json(ws);
+    assert_eq!(reply["op"], "error", "{cmd} -> {reply}");
+    let got = reply["reason"].as_str().unwrap_or_default();
+    assert!(
+        got.starts_with(reason),
+        "{cmd}: want {reason:?}, got {reply}"
+    );
+}
+
+#[test]
+fn bad_commands_get_errors_and_the_connection_keeps_working() {
+    let server = Server::start(&[]);
+    let mut ws = server.connect("/ws");
+    send_text(&mut ws, r#"{"op":"foo"}"#);
+    assert_eq!(
+        recv_json(&mut ws),
+        json!({"op":"error","reason":"unknown op \"foo\""})
+    );
+    expect_error(&mut ws, "not json", "invalid JSON");
+    expect_error(&mut ws, r#"{"channel":"x"}"#, "missing op");
+    expect_error(&mut ws, r#"{"op":"subscribe"}"#, "missing channel");
+    // Still usable after all of that.
+    subscribe(&mut ws, "still-ok");
+    server.publisher().publish_ok("still-ok", "0");
+    expect_push(&mut ws, "still-ok", 1, "0");
+}
+
+#[test]
+fn invalid_channel_names_are_rejected() {
+    let server = Server::start(&[]);
+    let mut ws = server.connect("/ws");
+    let too_long = "x".repeat(129);
+    for name in ["", "bad name", "slash/no", "é", too_long.as_str()] {
+        let cmd = json!({"op":"subscribe","channel":name}).to_string();
+        expect_error(&mut ws, &cmd, "invalid channel name");
+    }
+    // The limits are inclusive: 128 bytes of the full alphabet is fine.
+    let longest = "aZ09_.:-".repeat(16);
+    assert_eq!(subscribe(&mut ws, &longest), 0);
+    // And the API enforces the same rule.
+    let (status, body) = server.publish("bad name", "1");
+    assert_eq!(status, 400, "{body}");
+}
+
+#[test]
+fn subscription_limit() {
+    let server = Server::start(&["--max-subscriptions", "2"]);
+    let mut ws = server.connect("/ws");
+    subscribe(&mut ws, "one");
+    subscribe(&mut ws, "two");
+    expect_error(
+        &mut ws,
+        r#"{"op":"subscribe","channel":"three"}"#,
+        "too many subscriptions",
+    );
+    // Subscribing is idempotent: a channel already held does not count again.
+    subscribe(&mut ws, "one");
+}
+
+#[test]
+fn client_publish_is_disabled_by_default() {
+    let server = Server::start(&[]);
+    let mut ws = server.connect("/ws");
+    subscribe(&mut ws, "c");
+    expect_error(
+        &mut ws,
+        r#"{"op":"publish","channel":"c","data":1}"#,
+        "publish is disabled",
+    );
+    // Nothing was published: the next API publish is seq 1.
+    assert_eq!(server.publisher().publish_ok("c", "2"), 1);
+    expect_push(&mut ws, "c", 1, "2");
+}
+
+#[test]
+fn client_publish_when_enabled() {
+    let server = Server::start(&["--client-publish"]);
+    let mut reader = server.connect("/ws");
+    subscribe(&mut reader, "chat");
+    let mut writer = server.connect("/ws");
+    send_text(
+        &mut writer,
+        &format!(r#"{{"op":"publish","channel":"chat","data":{ODD_DATA}}}"#),
+    );
+    assert_eq!(
+        recv_json(&mut writer),
+        json!({"op":"published","channel":"chat","seq":1})
+    );
+    expect_push(&mut reader, "chat", 1, ODD_DATA);
+    expect_error(
+        &mut writer,
+        r#"{"op":"publish","channel":"chat"}"#,
+        "missing data",
+    );
+}
+
+#[test]
+fn subscribed_seq_is_the_last_published() {
+    let server = Server::start(&[]);
+    let mut publisher = server.publisher();
+    for want in 1..=3 {
+        assert_eq!(publisher.publish_ok("hist", &want.to_string()), want);
+    }
+    let mut ws = server.connect("/ws");
+    assert_eq!(subscribe(&mut ws, "hist"), 3);
+    assert_eq!(publisher.publish_ok("hist", "4"), 4);
+    expect_push(&mut ws, "hist", 4, "4");
+}
+
+#[test]
+fn api_errors() {
+    let server = Server::start(&["--max-message-size", "1024"]);
+    // A fresh connection per request: error answers may close it.
+    let req =
+        |method: &str, path: &str, body: &[u8]| server.publisher().request(method, path, body);
+
+    let (status, body) = req("POST", "/api/publish", b"{\"channel\":");
+    assert_eq!(status, 400, "bad JSON: {body}");
+    let v: Value = serde_json::from_str(&body).expect("error body is JSON");
+    assert!(v["error"].is_string(), "{body}");
+
+    let (status, body) = req(
+        "POST",
+        "/api/publish",
+        br#"{"channel":"bad name","data":1}"#,
+    );
+    assert_eq!(status, 400, "bad channel: {body}");
+
+    let (status, body) = req("POST", "/api/publish?channel=x", &[0xff, 0xfe]);
+    assert_eq!(status, 400, "non-UTF-8 raw body: {body}");
+
+    let big = format!(r#"{{"channel":"big","data":"{}"}}"#, "x".repeat(2000));
+    let (status, body) = req("POST", "/api/publish", big.as_bytes());
+    assert_eq!(status, 413, "oversized body: {body}");
+
+    let (status, body) = req("POST", "/api/nope", b"{}");
+    assert_eq!(status, 404, "unknown path: {body}");
+
+    let (status, body) = req("GET", "/api/publish", b"");
+    assert_eq!(status, 405, "wrong method: {body}");
+
+    // No Content-Length at all.
+    let (status, _, body) = raw_http(
+        server.api_addr,
+        b"POST /api/publish HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 400, "missing Content-Length: {body}");
+
+    // None of the failures consumed a sequence number.
+    assert_eq!(server.publisher().publish_ok("big", "1"), 1);
+}
+
+#[test]
+fn expect_100_continue() {
+    let server = Server::start(&[]);
+    let mut s = tcp(server.api_addr);
+    let body = br#"{"channel":"cont","data":1}"#;
+    let head = format!(
+        "POST /api/publish HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(read_head(&mut s, &mut buf).status, 100);
+    s.write_all(body).unwrap();
+    let (status, _, body) = read_response(&mut s, &mut buf);
+    assert_eq!(publish_reply_seq(status, &body, "cont"), 1);
+}
+
+#[test]
+fn stats_and_health() {
+    let server = Server::start(&[]);
+    let _ws = server.connect("/ws");
+    let stats = server.stats();
+    for key in [
+        "uptime_s",
+        "online",
+        "connections_total",
+        "published_total",
+        "delivered_total",
+        "channels",
+        "rss_bytes",
+        "allocated_bytes",
+    ] {
+        assert!(
+            stats[key].is_number(),
+            "{key} missing or not a number: {stats}"
+        );
+    }
+    let workers = stats["workers"].as_array().expect("workers list");
+    assert_eq!(workers.len(), server.workers, "{stats}");
+    for w in workers {
+        for key in ["id", "online", "events_total", "events_per_s"] {
+            assert!(w[key].is_number(), "worker {key} missing: {stats}");
+        }
+    }
+    let (status, body) = server.publisher().request("GET", "/health", b"");
+    assert_eq!(status, 200, "API /health: {body}");
+}
+
+#[test]
+fn keep_alive_publishes() {
+    let server = Server::start(&[]);
+    let mut publisher = server.publisher();
+    for want in 1..=100u64 {
+        assert_eq!(publisher.publish_ok("ka", &want.to_string()), want);
+    }
+}
