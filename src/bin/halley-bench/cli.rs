@@ -1,0 +1,151 @@
+//! Command line: common options (global, so they may come before or after the
+//! scenario) and one subcommand per scenario.
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "halley-bench",
+    version,
+    about = "Load generator for the Halley WebSocket pub/sub push server",
+    long_about = "Load generator for the Halley WebSocket pub/sub push server.\n\n\
+        Opens many WebSocket connections (mio, one reactor thread per core), subscribes \
+        them to channels, publishes through the HTTP API and reports a verdict. \
+        Progress goes to stderr once per second; the report goes to stdout, and with \
+        --json the last stdout line is one JSON object.\n\n\
+        Exit status: 0 on success; 1 when the success rate is below --min-success or a \
+        message was lost, duplicated or out of order; 2 when the run could not start."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// WebSocket listener of the server (ws://HOST:PORT, optional path prefix ignored)
+    #[arg(long, global = true, default_value = "ws://127.0.0.1:8080")]
+    pub url: String,
+
+    /// HTTP publish API of the server
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8081")]
+    pub api: String,
+
+    /// Connections (hold, fanout, burst) or concurrent connect/close loops (churn)
+    #[arg(long, global = true, default_value_t = 1000)]
+    pub connections: usize,
+
+    /// Number of channels; connection i subscribes to channel i % K
+    #[arg(long, global = true, default_value_t = 1)]
+    pub channels: usize,
+
+    /// Channel name prefix: channels are PREFIX-0 .. PREFIX-(K-1)
+    #[arg(long, global = true, default_value = "bench")]
+    pub channel_prefix: String,
+
+    /// Reactor threads per process [default: number of cores]
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+
+    /// Child processes to spread the connections over (each has its own open-file limit)
+    #[arg(long, global = true, default_value_t = 1)]
+    pub procs: usize,
+
+    /// Local source addresses to bind before connecting, e.g. 127.0.0.1-127.0.0.20 or
+    /// 127.0.0.2,127.0.0.3 (lifts the ~28k source-port cap per address) [default: kernel's choice]
+    #[arg(long, global = true)]
+    pub source_ip: Option<String>,
+
+    /// Bound on TCP connect plus WebSocket handshake, seconds
+    #[arg(long, global = true, default_value_t = 10.0)]
+    pub connect_timeout: f64,
+
+    /// Fanout: how long to wait for deliveries after the last publish, seconds
+    #[arg(long, global = true, default_value_t = 30.0)]
+    pub timeout: f64,
+
+    /// Handshakes in progress at once per process (not for burst), so that "as fast as
+    /// possible" does not overflow the server's accept backlog
+    #[arg(long, global = true, default_value_t = 1000)]
+    pub max_pending: usize,
+
+    /// Minimum success rate in percent; below it the exit status is 1
+    #[arg(long, global = true, default_value_t = 100.0)]
+    pub min_success: f64,
+
+    /// Print the verdict as one JSON object on the last stdout line
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Do not print progress lines on stderr
+    #[arg(long, global = true)]
+    pub quiet: bool,
+
+    /// Internal: run as child I of --procs (set by the parent when it re-executes itself)
+    #[arg(long, global = true, hide = true)]
+    pub child_index: Option<usize>,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum Scenario {
+    /// Open N connections at --rate, hold them for --duration seconds, then close
+    Hold(HoldArgs),
+    /// N subscribers over K channels; then publish --messages and check every delivery
+    Fanout(FanoutArgs),
+    /// Loops of connect, {"op":"subscribe"}, await the "subscribed" reply, close
+    Churn(ChurnArgs),
+    /// Open N connections at once; report successes and the handshake latency
+    Burst(BurstArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct HoldArgs {
+    /// New connections per second over all processes; 0 = as fast as possible
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Seconds to hold the connections once all were opened
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FanoutArgs {
+    /// New connections per second while subscribing; 0 = as fast as possible
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Messages to publish; message i goes to channel i % K
+    #[arg(long, default_value_t = 100)]
+    pub messages: u64,
+    /// Messages per second over all publishers; 0 = as fast as the API accepts
+    #[arg(long, default_value_t = 100.0)]
+    pub publish_rate: f64,
+    /// Keep-alive HTTP connections publishing in parallel
+    #[arg(long, default_value_t = 2)]
+    pub publishers: usize,
+    /// Requests in flight per publisher connection (HTTP pipelining)
+    #[arg(long, default_value_t = 32)]
+    pub pipeline: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ChurnArgs {
+    /// Seconds to run the loops (cycles in progress then finish, bounded by the timeouts)
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BurstArgs {}
+
+impl Scenario {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scenario::Hold(_) => "hold",
+            Scenario::Fanout(_) => "fanout",
+            Scenario::Churn(_) => "churn",
+            Scenario::Burst(_) => "burst",
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! halley-bench: the load generator of Halley. See `halley-bench --help`.
+//!
+//! Layout: `cli` (options) → `main` (set-up, one process or `procs` children) →
+//! `engine` (phases of a run) → `reactor` (mio threads) → `client` (one connection)
+//! → `ws` (wire format); `check` verifies fanout deliveries, `publisher` posts to the
+//! API, `progress` prints the live line and `report` the verdict.
+
+mod check;
+mod cli;
+mod client;
+mod engine;
+mod procs;
+mod progress;
+mod publisher;
+mod reactor;
+mod report;
+mod stats;
+mod sys;
+mod target;
+mod ws;
+
+use clap::Parser;
+use cli::{Cli, Scenario};
+use engine::Share;
+use progress::{Emit, Progress, Snapshot};
+use publisher::PubCfg;
+use reactor::{Kind, Plan};
+use stats::{Live, Outcome};
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Exit status when the run could not start (bad options, no child processes).
+const EXIT_SETUP: i32 = 2;
+/// Exit status when the verdict is a failure.
+const EXIT_FAIL: i32 = 1;
+
+fn main() {
+    std::process::exit(real_main());
+}
+
+fn valid_channel(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+}
+
+fn positive_secs(v: f64, name: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(v).map_err(|_| format!("{name} {v}: not a valid duration"))
+}
+
+/// Everything derived from the command line, checked before any traffic.
+struct Setup {
+    kind: Kind,
+    plan_rate: f64,
+    messages: u64,
+    hold: Duration,
+    churn: Duration,
+    publish: Option<PubCfg>,
+}
+
+fn setup(cli: &Cli) -> Result<Setup, String> {
+    let c = &cli.common;
+    if c.connections == 0 || c.channels == 0 || c.procs == 0 {
+        return Err("--connections, --channels and --procs must be at least 1".into());
+    }
+    if c.threads == Some(0) {
+        return Err("--threads must be at least 1".into());
+    }
+    let last = format!("{}-{}", c.channel_prefix, c.channels - 1);
+    if !valid_channel(&last) {
+        return Err(format!(
+            "channel {last:?}: names are 1-128 bytes of [A-Za-z0-9_.:-]"
+        ));
+    }
+    positive_secs(c.connect_timeout, "--connect-timeout")?;
+    positive_secs(c.timeout, "--timeout")?;
+    let api = target::parse_endpoint(&c.api, "http")?;
+    let none = Duration::ZERO;
+    Ok(match &cli.scenario {
+        Scenario::Hold(a) => Setup {
+            kind: Kind::Hold,
+            plan_rate: a.rate,
+            messages: 0,
+            hold: positive_secs(a.duration, "--duration")?,
+            churn: none,
+            publish: None,
+        },
+        Scenario::Fanout(a) => Setup {
+            kind: Kind::Fanout,
+            plan_rate: a.rate,
+            messages: a.messages,
+            hold: none,
+            churn: none,
+            publish: Some(PubCfg {
+                api,
+                prefix: c.channel_prefix.clone(),
+                channels: c.channels,
+                messages: a.messages,
+                rate: a.publish_rate.max(0.0),
+                publishers: a.publishers.max(1),
+                pipeline: a.pipeline.max(1),
+            }),
+        },
+        Scenario::Churn(a) => Setup {
+            kind: Kind::Churn,
+            plan_rate: 0.0,
+            messages: 0,
+            hold: none,
+            churn: positive_secs(a.duration, "--duration")?,
+            publish: None,
+        },
+        Scenario::Burst(_) => Setup {
+            kind: Kind::Burst,
+            plan_rate: 0.0,
+            messages: 0,
+            hold: none,
+            churn: none,
+            publish: None,
+        },
+    })
+}
+
+fn real_main() -> i32 {
+    let cli = Cli::parse();
+    let c = &cli.common;
+    if let Err(e) = sys::raise_nofile() {
+        eprintln!("halley-bench: warning: {e}");
+    }
+    let s = match setup(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("halley-bench: {e}");
+            return EXIT_SETUP;
+        }
+    };
+    let name = cli.scenario.name();
+    let child = c.child_index;
+    let outcome = if c.procs > 1 && child.is_none() {
+        let cfg = procs::ParentCfg {
+            procs: c.procs,
+            total: c.connections,
+            gated: matches!(s.kind, Kind::Hold | Kind::Fanout),
+            publish: s.publish.clone(),
+            progress: (!c.quiet).then_some(Emit::Stderr {
+                scenario: name,
+                target: c.connections as u64,
+            }),
+        };
+        match procs::run(cfg) {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("halley-bench: {e}");
+                return EXIT_SETUP;
+            }
+        }
+    } else {
+        match run_here(&cli, &s) {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("halley-bench: {e}");
+                return EXIT_SETUP;
+            }
+        }
+    };
+    if child.is_some() {
+        let line = serde_json::json!({"type": "result", "outcome": outcome});
+        println!("{line}");
+        return 0;
+    }
+    let v = report::verdict(name, s.kind, &outcome, c.procs, c.min_success);
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "{}", v.human);
+    if c.json {
+        let _ = writeln!(out, "{}", v.json);
+    }
+    let _ = out.flush();
+    if v.ok {
+        0
+    } else {
+        EXIT_FAIL
+    }
+}
+
+/// Runs this process's share in its own reactor threads.
+fn run_here(cli: &Cli, s: &Setup) -> Result<Outcome, String> {
+    let c = &cli.common;
+    let (procs_n, index) = match c.child_index {
+        Some(i) if i < c.procs => (c.procs, i),
+        Some(i) => return Err(format!("--child-index {i} is not below --procs")),
+        None => (1, 0),
+    };
+    let (first, count) = procs::share(c.connections, procs_n, index);
+    let threads = c
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = threads.clamp(1, count.max(1));
+    let server = target::parse_endpoint(&c.url, "ws")?;
+    let sources = match &c.source_ip {
+        Some(spec) => target::parse_sources(spec)?,
+        None => Vec::new(),
+    };
+    let plan = Plan {
+        kind: s.kind,
+        server,
+        sources,
+        channels: c.channels,
+        prefix: c.channel_prefix.clone(),
+        connect_timeout: Duration::from_secs_f64(c.connect_timeout),
+        rate: s.plan_rate.max(0.0) / (procs_n * threads) as f64,
+        max_pending: (c.max_pending / (procs_n * threads)).max(1),
+        messages: s.messages,
+        churn_until: Instant::now() + s.churn,
+    };
+    let share = Share {
+        first,
+        count,
+        threads,
+        hold: s.hold,
+        timeout: Duration::from_secs_f64(c.timeout),
+    };
+    let live = Arc::new(Live::new());
+    let emit = if c.child_index.is_some() {
+        Some(Emit::ChildJson)
+    } else {
+        (!c.quiet).then_some(Emit::Stderr {
+            scenario: cli.scenario.name(),
+            target: count as u64,
+        })
+    };
+    let progress = emit.map(|e| {
+        let l = live.clone();
+        Progress::start(move || Snapshot::of(&l), e)
+    });
+    let gate: engine::Gate = if c.child_index.is_some() {
+        Box::new(|_: &Live| {
+            // Tell the parent we are ready, then wait for its go (or its end).
+            println!("{{\"type\":\"ready\"}}");
+            let _ = std::io::stdout().flush();
+            let mut line = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut line);
+            Outcome::default()
+        })
+    } else {
+        let publish = s.publish.clone();
+        Box::new(move |_: &Live| match &publish {
+            Some(p) => publisher::publish(p),
+            None => Outcome::default(),
+        })
+    };
+    let outcome = engine::run(plan, &share, live, gate);
+    if let Some(p) = progress {
+        p.stop();
+    }
+    Ok(outcome)
+}

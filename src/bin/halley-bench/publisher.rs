@@ -1,0 +1,219 @@
+//! The fanout publisher: `--publishers` keep-alive HTTP/1.1 connections to the API,
+//! each pipelining up to `--pipeline` requests, paced to `--publish-rate` overall.
+//! Publisher `p` posts messages p, p+P, p+2P, … on a global schedule (message i is
+//! due at start + i / rate), each stamped with its send time.
+
+use crate::stats::{add_errors, unix_us, Outcome};
+use crate::target::Endpoint;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+#[derive(Clone)]
+pub struct PubCfg {
+    pub api: Endpoint,
+    pub prefix: String,
+    pub channels: usize,
+    pub messages: u64,
+    /// Messages per second overall; 0 = as fast as the API answers.
+    pub rate: f64,
+    pub publishers: usize,
+    pub pipeline: usize,
+}
+
+/// Posts every message; returns published / publish_errors and the time span.
+pub fn publish(cfg: &PubCfg) -> Outcome {
+    let start = Instant::now();
+    let publishers = cfg.publishers.clamp(1, cfg.messages.max(1) as usize);
+    let handles: Vec<_> = (0..publishers)
+        .map(|p| {
+            let cfg = cfg.clone();
+            thread::spawn(move || publisher(&cfg, p as u64, publishers as u64, start))
+        })
+        .collect();
+    let mut out = Outcome {
+        messages: cfg.messages,
+        ..Outcome::default()
+    };
+    for h in handles {
+        match h.join() {
+            Ok(o) => out.merge(&o),
+            Err(_) => out.errors.push("a publisher thread panicked".into()),
+        }
+    }
+    out
+}
+
+fn request(cfg: &PubCfg, i: u64, out: &mut Vec<u8>) {
+    let body = format!(
+        r#"{{"channel":"{}-{}","data":{{"t":{},"i":{}}}}}"#,
+        cfg.prefix,
+        i % cfg.channels as u64,
+        unix_us(),
+        i
+    );
+    let head = format!(
+        "POST /api/publish HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        cfg.api.host,
+        body.len()
+    );
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(body.as_bytes());
+}
+
+/// Parses complete responses from the front of `buf`: (bytes used, statuses).
+fn responses(buf: &[u8], statuses: &mut Vec<u16>) -> Result<usize, String> {
+    let mut pos = 0;
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut resp = httparse::Response::new(&mut headers);
+        let head = match resp.parse(&buf[pos..]) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(pos),
+            Err(e) => return Err(format!("bad API response: {e}")),
+        };
+        let len = resp
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+            .and_then(|h| {
+                std::str::from_utf8(h.value)
+                    .ok()?
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+            })
+            .unwrap_or(0);
+        if buf.len() - pos < head + len {
+            return Ok(pos);
+        }
+        statuses.push(resp.code.unwrap_or(0));
+        pos += head + len;
+    }
+}
+
+fn publisher(cfg: &PubCfg, first: u64, step: u64, start: Instant) -> Outcome {
+    let mut out = Outcome::default();
+    let mine = (first..cfg.messages).step_by(step as usize).count() as u64;
+    let fail_rest = |out: &mut Outcome, done: u64, why: String| {
+        out.publish_errors += mine - done;
+        add_errors(&mut out.errors, [why]);
+    };
+    let mut stream = match TcpStream::connect_timeout(&cfg.api.addr, Duration::from_secs(5)) {
+        Ok(s) => s,
+        Err(e) => {
+            fail_rest(&mut out, 0, format!("API {}: {e}", cfg.api.addr));
+            return out;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let due = |i: u64| start + Duration::from_secs_f64(i as f64 / cfg.rate);
+    let planned = if cfg.rate > 0.0 {
+        cfg.messages as f64 / cfg.rate
+    } else {
+        0.0
+    };
+    let hard_end = start + Duration::from_secs_f64(planned * 2.0 + 60.0);
+    let (mut next, mut inflight, mut done) = (first, 0u64, 0u64);
+    let mut wbuf = Vec::new();
+    let mut rbuf = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut statuses = Vec::new();
+    while done < mine {
+        let now = Instant::now();
+        if now >= hard_end {
+            fail_rest(&mut out, done, "publishing did not finish in time".into());
+            break;
+        }
+        wbuf.clear();
+        while next < cfg.messages
+            && inflight < cfg.pipeline.max(1) as u64
+            && (cfg.rate <= 0.0 || due(next) <= now)
+        {
+            request(cfg, next, &mut wbuf);
+            next += step;
+            inflight += 1;
+        }
+        if !wbuf.is_empty() {
+            if out.first_publish_us == 0 {
+                out.first_publish_us = unix_us();
+            }
+            if let Err(e) = stream.write_all(&wbuf) {
+                fail_rest(&mut out, done, format!("API write: {e}"));
+                break;
+            }
+        }
+        if inflight == 0 {
+            // Only the rate holds us back: sleep until the next message is due.
+            thread::sleep(due(next).saturating_duration_since(Instant::now()));
+            continue;
+        }
+        // Wake up in time for the next due message even while answers are pending.
+        let wait = if cfg.rate > 0.0 && next < cfg.messages {
+            due(next)
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1))
+        } else {
+            Duration::from_secs(1)
+        };
+        let _ = stream.set_read_timeout(Some(wait));
+        match stream.read(&mut chunk) {
+            Ok(0) => {
+                fail_rest(&mut out, done, "API closed the connection".into());
+                break;
+            }
+            Ok(n) => rbuf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                fail_rest(&mut out, done, format!("API read: {e}"));
+                break;
+            }
+        }
+        statuses.clear();
+        match responses(&rbuf, &mut statuses) {
+            Ok(used) => {
+                rbuf.drain(..used);
+            }
+            Err(e) => {
+                fail_rest(&mut out, done, e);
+                break;
+            }
+        }
+        for &code in &statuses {
+            inflight -= 1;
+            done += 1;
+            if code == 200 {
+                out.published += 1;
+            } else {
+                out.publish_errors += 1;
+                add_errors(&mut out.errors, [format!("publish answered HTTP {code}")]);
+            }
+        }
+        out.last_publish_us = unix_us();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::responses;
+
+    #[test]
+    fn pipelined_responses() {
+        let two = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}HTTP/1.1 400 Bad\r\nContent-Length: 3\r\n\r\nab";
+        let mut st = Vec::new();
+        let used = responses(two, &mut st).unwrap();
+        assert_eq!(st, [200]);
+        assert_eq!(used, 40);
+    }
+}
