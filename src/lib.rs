@@ -1,1 +1,13 @@
-//! Halley: a pub/sub push server.
+//! Halley: a pub/sub push server. One accept thread, one worker reactor per core,
+//! an HTTP publish API, and a protocol core free of sockets and clocks.
+#![warn(rust_2018_idioms, missing_debug_implementations)]
+
+pub mod accept;
+pub mod api;
+pub mod config;
+pub mod limits;
+pub mod proto;
+pub mod pubsub;
+pub mod server;
+pub mod stats;
+pub mod worker;

@@ -1,0 +1,129 @@
+//! The accept thread: owns the client listener, admits or refuses each new socket
+//! and hands it to a worker, round robin.
+
+use std::fs::File;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::stats::Shared;
+use crate::worker::inbox::{Inbox, Mail};
+
+const LISTENER: Token = Token(0);
+pub const STOP: Token = Token(1);
+
+/// A non-blocking listener with SO_REUSEADDR and the given backlog.
+pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    Ok(socket.into())
+}
+
+#[derive(Debug)]
+pub struct Acceptor {
+    poll: Poll,
+    listener: TcpListener,
+    inboxes: Vec<Arc<Inbox>>,
+    shared: Arc<Shared>,
+    max_connections: usize,
+    next_worker: usize,
+    /// A descriptor held in reserve: when the process runs out, it is released to
+    /// accept and close the waiting connection instead of spinning on EMFILE.
+    spare_fd: Option<File>,
+}
+
+impl Acceptor {
+    /// Returns the acceptor and the waker that stops it.
+    pub fn new(
+        listener: std::net::TcpListener,
+        inboxes: Vec<Arc<Inbox>>,
+        shared: Arc<Shared>,
+        max_connections: usize,
+    ) -> io::Result<(Acceptor, Waker)> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let stop = Waker::new(poll.registry(), STOP)?;
+        let spare_fd = File::open("/dev/null").ok();
+        Ok((
+            Acceptor {
+                poll,
+                listener,
+                inboxes,
+                shared,
+                max_connections,
+                next_worker: 0,
+                spare_fd,
+            },
+            stop,
+        ))
+    }
+
+    /// Accepts until the stop waker fires; the listener closes when this returns.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(16);
+        loop {
+            if let Err(e) = self.poll.poll(&mut events, None) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    STOP => return Ok(()),
+                    _ => self.accept_all(),
+                }
+            }
+        }
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    // Pushes must not wait behind Nagle; failure only costs latency.
+                    let _ = stream.set_nodelay(true);
+                    let open = &self.shared.open_connections;
+                    let admitted = open.fetch_add(1, Ordering::Relaxed) < self.max_connections;
+                    if !admitted {
+                        open.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    self.inboxes[self.next_worker].push(Mail::Connection { stream, admitted });
+                    self.next_worker = (self.next_worker + 1) % self.inboxes.len();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
+                    if !self.shed_one() {
+                        return;
+                    }
+                }
+                // The peer gave up before we accepted, or a signal: try the next one.
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// Out of descriptors: free the spare, accept one connection and close it at
+    /// once, so the backlog drains instead of waking us forever.
+    fn shed_one(&mut self) -> bool {
+        if self.spare_fd.take().is_none() {
+            return false;
+        }
+        let shed = self.listener.accept().is_ok();
+        if shed {
+            self.shared.emfile_drops.fetch_add(1, Ordering::Relaxed);
+        }
+        self.spare_fd = File::open("/dev/null").ok();
+        shed
+    }
+}

@@ -1,0 +1,194 @@
+//! The publish API thread: HTTP/1.1 keep-alive connections from backends, on their
+//! own listener. Publishing is a call into the hub; the workers do the writing.
+
+pub mod request;
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::stats::{report, Shared};
+use request::{ApiParsed, ApiRequest};
+
+const LISTENER: Token = Token(usize::MAX);
+/// Backends are few, so each API connection may own buffers.
+const READ_CHUNK: usize = 64 * 1024;
+
+#[derive(Debug)]
+struct ApiConnection {
+    stream: TcpStream,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    continue_sent: bool,
+    close_after_flush: bool,
+}
+
+#[derive(Debug)]
+pub struct Api {
+    poll: Poll,
+    listener: TcpListener,
+    conns: Slab<ApiConnection>,
+    shared: Arc<Shared>,
+    max_body: usize,
+}
+
+impl Api {
+    pub fn new(
+        listener: std::net::TcpListener,
+        shared: Arc<Shared>,
+        max_body: usize,
+    ) -> io::Result<Api> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(Api {
+            poll,
+            listener,
+            conns: Slab::new(),
+            shared,
+            max_body,
+        })
+    }
+
+    /// Serves until the process exits.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(256);
+        loop {
+            if let Err(e) = self.poll.poll(&mut events, None) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    Token(key) => {
+                        let alive = self.serve(key);
+                        if !alive {
+                            self.conns.remove(key);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let entry = self.conns.vacant_entry();
+                    let token = Token(entry.key());
+                    let interest = Interest::READABLE | Interest::WRITABLE;
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut stream, token, interest)
+                        .is_ok()
+                    {
+                        entry.insert(ApiConnection {
+                            stream,
+                            input: Vec::new(),
+                            output: Vec::new(),
+                            continue_sent: false,
+                            close_after_flush: false,
+                        });
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
+                    return
+                }
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// Reads, answers every complete request, writes. Returns false to drop it.
+    fn serve(&mut self, key: usize) -> bool {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return true;
+        };
+        let mut eof = false;
+        let mut chunk = [0u8; 4096];
+        loop {
+            match conn.stream.read(&mut chunk) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    conn.input.extend_from_slice(&chunk[..n]);
+                    if conn.input.len() > READ_CHUNK + self.max_body {
+                        break; // the parser refuses it below
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+        }
+        while !conn.close_after_flush {
+            match request::parse(&conn.input, self.max_body) {
+                ApiParsed::Partial { expects_continue } => {
+                    if expects_continue && !conn.continue_sent {
+                        conn.output.extend_from_slice(request::CONTINUE);
+                        conn.continue_sent = true;
+                    }
+                    break;
+                }
+                ApiParsed::Done {
+                    consumed,
+                    request,
+                    keep_alive,
+                } => {
+                    conn.input.drain(..consumed.min(conn.input.len()));
+                    conn.continue_sent = false;
+                    let (status, body) = answer(&self.shared, request);
+                    conn.output
+                        .extend_from_slice(&request::response(status, &body, keep_alive));
+                    conn.close_after_flush = !keep_alive;
+                }
+            }
+        }
+        if !flush(conn) {
+            return false;
+        }
+        !(eof || conn.close_after_flush && conn.output.is_empty())
+    }
+}
+
+fn answer(shared: &Shared, request: ApiRequest) -> (u16, String) {
+    match request {
+        ApiRequest::Publish { channel, data } => {
+            let seq = shared.hub.publish(&channel, &data);
+            (200, format!("{{\"channel\":\"{channel}\",\"seq\":{seq}}}"))
+        }
+        ApiRequest::Stats => (200, report::stats_json(shared)),
+        ApiRequest::Health => (200, "{\"status\":\"ok\"}".into()),
+        ApiRequest::Refuse { status, reason } => {
+            (status, serde_json::json!({ "error": reason }).to_string())
+        }
+    }
+}
+
+/// Writes what the socket takes; the rest waits for the next writable event.
+fn flush(conn: &mut ApiConnection) -> bool {
+    while !conn.output.is_empty() {
+        match conn.stream.write(&conn.output) {
+            Ok(n) => {
+                conn.output.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+    }
+    true
+}

@@ -1,0 +1,176 @@
+//! The publish API's HTTP/1.1, sans I/O: request heads with bodies, keep-alive,
+//! `Expect: 100-continue`, and the publish body rules.
+
+use std::borrow::Cow;
+
+use percent_encoding::percent_decode_str;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::proto::command::valid_channel;
+use crate::proto::http::MAX_HEAD;
+
+const MAX_HEADERS: usize = 32;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ApiRequest {
+    Publish {
+        channel: String,
+        data: String,
+    },
+    Stats,
+    Health,
+    /// Answer with this status and a JSON `{"error": reason}`.
+    Refuse {
+        status: u16,
+        reason: Cow<'static, str>,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ApiParsed {
+    /// Need more bytes; `expects_continue` when the client waits for `100 Continue`.
+    Partial { expects_continue: bool },
+    /// One request of `consumed` bytes; `keep_alive` false ends the connection.
+    Done {
+        consumed: usize,
+        request: ApiRequest,
+        keep_alive: bool,
+    },
+}
+
+fn refuse(status: u16, reason: &'static str) -> ApiRequest {
+    ApiRequest::Refuse {
+        status,
+        reason: Cow::Borrowed(reason),
+    }
+}
+
+/// A request that leaves the stream unusable: answer, then close.
+fn fatal(consumed: usize, status: u16, reason: &'static str) -> ApiParsed {
+    ApiParsed::Done {
+        consumed,
+        request: refuse(status, reason),
+        keep_alive: false,
+    }
+}
+
+pub fn parse(buf: &[u8], max_body: usize) -> ApiParsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {
+            return ApiParsed::Partial {
+                expects_continue: false,
+            }
+        }
+        Ok(httparse::Status::Partial) => return fatal(buf.len(), 431, "request head too large"),
+        Err(_) => return fatal(buf.len(), 400, "malformed request"),
+    };
+    let header = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value))
+    };
+    let connection = header("connection")
+        .map(|v| v.to_ascii_lowercase())
+        .unwrap_or_default();
+    let keep_alive = match req.version {
+        Some(1) => !connection.contains("close"),
+        _ => connection.contains("keep-alive"),
+    };
+    if header("transfer-encoding").is_some() {
+        return fatal(
+            buf.len(),
+            411,
+            "chunked bodies are not supported; send Content-Length",
+        );
+    }
+    let body_len = match header("content-length").map(|v| v.trim().parse::<usize>()) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return fatal(buf.len(), 400, "invalid Content-Length"),
+    };
+    if body_len > max_body {
+        return fatal(buf.len(), 413, "body larger than --max-message-size");
+    }
+    if buf.len() < head_len + body_len {
+        let expects_continue =
+            header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+        return ApiParsed::Partial { expects_continue };
+    }
+    let body = &buf[head_len..head_len + body_len];
+    let target = req.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let request = match (req.method.unwrap_or(""), path) {
+        ("POST", "/api/publish") => publish(query, body),
+        ("GET", "/api/stats") => ApiRequest::Stats,
+        ("GET", "/health") => ApiRequest::Health,
+        (_, "/api/publish" | "/api/stats" | "/health") => refuse(405, "method not allowed"),
+        _ => refuse(404, "not found"),
+    };
+    ApiParsed::Done {
+        consumed: head_len + body_len,
+        request,
+        keep_alive,
+    }
+}
+
+#[derive(Deserialize)]
+struct PublishBody<'a> {
+    #[serde(borrow)]
+    channel: Cow<'a, str>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+fn publish(query: &str, body: &[u8]) -> ApiRequest {
+    let from_query = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("channel="));
+    let (channel, data) = match from_query {
+        Some(encoded) => {
+            let channel = percent_decode_str(encoded).decode_utf8_lossy().into_owned();
+            // A JSON body goes out as is; anything else becomes a JSON string.
+            let data = match serde_json::from_slice::<&RawValue>(body) {
+                Ok(raw) => raw.get().to_owned(),
+                Err(_) => match std::str::from_utf8(body) {
+                    Ok(text) => serde_json::to_string(text).expect("strings serialise"),
+                    Err(_) => return refuse(400, "a raw body must be UTF-8"),
+                },
+            };
+            (channel, data)
+        }
+        None => match serde_json::from_slice::<PublishBody<'_>>(body) {
+            Ok(parsed) => (parsed.channel.into_owned(), parsed.data.get().to_owned()),
+            Err(_) => return refuse(400, "body must be {\"channel\":\"C\",\"data\":ANY}"),
+        },
+    };
+    if !valid_channel(&channel) {
+        return refuse(400, "invalid channel name");
+    }
+    ApiRequest::Publish { channel, data }
+}
+
+/// A complete response; `keep_alive` false adds `Connection: close`.
+pub fn response(status: u16, json_body: &str, keep_alive: bool) -> Vec<u8> {
+    let close = if keep_alive {
+        ""
+    } else {
+        "Connection: close\r\n"
+    };
+    format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{close}\r\n{json_body}",
+        crate::proto::http::status_text(status),
+        json_body.len()
+    )
+    .into_bytes()
+}
+
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+#[cfg(test)]
+#[path = "request_tests.rs"]
+mod tests;

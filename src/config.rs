@@ -1,0 +1,234 @@
+//! Command line and TOML file: every option can come from either; the command line wins.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "halley",
+    version,
+    about = "A pub/sub push server: WebSocket subscribers, HTTP publishers"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default when no command is given).
+    Serve(ServeArgs),
+}
+
+/// Every field is optional so that a value can come from the file when the command
+/// line leaves it out; defaults are applied last, in `Config::resolve`.
+#[derive(Debug, Default, Clone, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeArgs {
+    /// TOML file with any of these options (keys with `_` for `-`)
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Client listener (WebSocket, /health) [default: 0.0.0.0:8080]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Publish and stats API listener [default: 127.0.0.1:8081]
+    #[arg(long, value_name = "ADDR")]
+    pub api_listen: Option<SocketAddr>,
+    /// Worker reactors, one per core [default: number of cores]
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Pin each worker to its own core [default: true when workers <= cores]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub pin: Option<bool>,
+    /// Listen backlog [default: 4096]
+    #[arg(long, value_name = "N")]
+    pub backlog: Option<u32>,
+    /// Client connections held at once; past it new ones get 503 [default: open-file hard limit - 64]
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Largest client message (close 1009) and publish body (413) [default: 65536]
+    #[arg(long, value_name = "BYTES")]
+    pub max_message_size: Option<usize>,
+    /// Channels one connection may subscribe to [default: 64]
+    #[arg(long, value_name = "N")]
+    pub max_subscriptions: Option<usize>,
+    /// Ping a client silent for this long; 0 = never [default: 30]
+    #[arg(long, value_name = "SECS")]
+    pub ping_interval: Option<u32>,
+    /// Close a client silent for this long (1001); 0 = never [default: 90]
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout: Option<u32>,
+    /// Close a request whose handshake is not complete after this long (408) [default: 10]
+    #[arg(long, value_name = "SECS")]
+    pub handshake_timeout: Option<u32>,
+    /// Bound on the close handshake with every client at shutdown [default: 5]
+    #[arg(long, value_name = "SECS")]
+    pub shutdown_timeout: Option<u32>,
+    /// Serve /echo, which echoes every message (conformance testing) [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub echo: Option<bool>,
+    /// Accept {"op":"publish"} from WebSocket clients [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub client_publish: Option<bool>,
+    /// Print one stats line per second [default: true when stdout is a terminal]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub stats: Option<bool>,
+}
+
+/// The resolved configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub api_listen: SocketAddr,
+    pub workers: usize,
+    pub pin: bool,
+    pub backlog: u32,
+    pub max_connections: usize,
+    pub max_message_size: usize,
+    pub max_subscriptions: usize,
+    pub ping_interval_s: u32,
+    pub idle_timeout_s: u32,
+    pub handshake_timeout_s: u32,
+    pub shutdown_timeout_s: u32,
+    pub echo: bool,
+    pub client_publish: bool,
+    pub stats: bool,
+}
+
+/// Facts about the machine that the defaults depend on.
+#[derive(Debug, Clone, Copy)]
+pub struct Machine {
+    pub cores: usize,
+    pub open_files_hard: u64,
+    pub stdout_is_terminal: bool,
+}
+
+/// File descriptors kept for listeners, epoll, wakers and API connections.
+pub const FD_MARGIN: u64 = 64;
+/// Workers are named in a 64-bit mask per channel.
+pub const MAX_WORKERS: usize = 64;
+
+impl Config {
+    pub fn resolve(cli: ServeArgs, machine: Machine) -> Result<Config, String> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                toml::from_str::<ServeArgs>(&text)
+                    .map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => ServeArgs::default(),
+        };
+        macro_rules! pick {
+            ($field:ident, $default:expr) => {
+                cli.$field.or(file.$field).unwrap_or_else(|| $default)
+            };
+        }
+        let workers = pick!(workers, machine.cores.max(1));
+        let config = Config {
+            listen: pick!(listen, SocketAddr::from(([0, 0, 0, 0], 8080))),
+            api_listen: pick!(api_listen, SocketAddr::from(([127, 0, 0, 1], 8081))),
+            workers,
+            pin: pick!(pin, workers <= machine.cores),
+            backlog: pick!(backlog, 4096),
+            max_connections: pick!(
+                max_connections,
+                machine
+                    .open_files_hard
+                    .saturating_sub(FD_MARGIN)
+                    .min(usize::MAX as u64) as usize
+            ),
+            max_message_size: pick!(max_message_size, 64 * 1024),
+            max_subscriptions: pick!(max_subscriptions, 64),
+            ping_interval_s: pick!(ping_interval, 30),
+            idle_timeout_s: pick!(idle_timeout, 90),
+            handshake_timeout_s: pick!(handshake_timeout, 10),
+            shutdown_timeout_s: pick!(shutdown_timeout, 5),
+            echo: pick!(echo, false),
+            client_publish: pick!(client_publish, false),
+            stats: pick!(stats, machine.stdout_is_terminal),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=MAX_WORKERS).contains(&self.workers) {
+            return Err(format!("--workers must be between 1 and {MAX_WORKERS}"));
+        }
+        if self.max_message_size < 125 {
+            return Err("--max-message-size must be at least 125 bytes".into());
+        }
+        if self.max_subscriptions == 0 {
+            return Err("--max-subscriptions must be at least 1".into());
+        }
+        if self.handshake_timeout_s == 0 {
+            return Err("--handshake-timeout must be at least 1 second".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MACHINE: Machine = Machine {
+        cores: 2,
+        open_files_hard: 20_000,
+        stdout_is_terminal: false,
+    };
+
+    fn args(line: &[&str]) -> ServeArgs {
+        let mut argv = vec!["halley", "serve"];
+        argv.extend_from_slice(line);
+        match Cli::parse_from(argv).command {
+            Some(Command::Serve(args)) => args,
+            None => panic!("no serve command"),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_machine() {
+        let config = Config::resolve(args(&[]), MACHINE).unwrap();
+        assert_eq!(config.workers, 2);
+        assert!(config.pin);
+        assert_eq!(config.max_connections, 19_936);
+        assert_eq!(config.listen.to_string(), "0.0.0.0:8080");
+        assert!(!config.stats && !config.echo);
+        let many = Config::resolve(args(&["--workers", "4"]), MACHINE).unwrap();
+        assert!(!many.pin, "more workers than cores are not pinned");
+    }
+
+    #[test]
+    fn the_command_line_wins_over_the_file() {
+        let path = std::env::temp_dir().join(format!("halley-config-{}.toml", std::process::id()));
+        std::fs::write(&path, "max_connections = 50\nbacklog = 10\necho = true\n").unwrap();
+        let line = args(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--backlog",
+            "20",
+            "--stats",
+        ]);
+        let config = Config::resolve(line, MACHINE).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(config.max_connections, 50);
+        assert_eq!(config.backlog, 20);
+        assert!(config.echo && config.stats);
+    }
+
+    #[test]
+    fn unknown_file_keys_and_bad_values_are_errors() {
+        let path = std::env::temp_dir().join(format!("halley-bad-{}.toml", std::process::id()));
+        std::fs::write(&path, "max_conections = 50\n").unwrap();
+        let result = Config::resolve(args(&["--config", path.to_str().unwrap()]), MACHINE);
+        std::fs::remove_file(&path).unwrap();
+        assert!(result.unwrap_err().contains("max_conections"));
+        assert!(Config::resolve(args(&["--workers", "0"]), MACHINE).is_err());
+    }
+}

@@ -1,0 +1,243 @@
+//! The client listener's HTTP/1.1: the WebSocket upgrade request, its routing and
+//! every answer, as bytes in and bytes out.
+
+use percent_encoding::percent_decode_str;
+
+use super::command::valid_channel;
+
+/// A request head larger than this is refused (431): nobody needs more to upgrade.
+pub const MAX_HEAD: usize = 8 * 1024;
+const MAX_HEADERS: usize = 32;
+
+/// What the listener serves beyond `/ws` and `/health`.
+#[derive(Debug, Clone, Copy)]
+pub struct Routes {
+    pub echo: bool,
+    pub max_subscriptions: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Pub/sub commands and pushes.
+    PubSub,
+    /// Echo every message (conformance testing).
+    Echo,
+}
+
+/// An HTTP error answer: status and a plain-text reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub reason: &'static str,
+}
+
+const fn refuse(status: u16, reason: &'static str) -> ClientRequest {
+    ClientRequest::Refuse(Refusal { status, reason })
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientRequest {
+    Upgrade {
+        endpoint: Endpoint,
+        accept_key: String,
+        subscribe: Vec<String>,
+    },
+    Health,
+    Refuse(Refusal),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// The head is not complete yet; read more.
+    Partial,
+    /// The head ends at `head_len`; bytes after it belong to the WebSocket stream.
+    Done {
+        head_len: usize,
+        request: ClientRequest,
+    },
+}
+
+/// Parses and routes one request head from the start of `buf`.
+pub fn parse_client_request(buf: &[u8], routes: Routes) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let head_len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+            return Parsed::Done {
+                head_len: buf.len(),
+                request: refuse(431, "request head too large"),
+            }
+        }
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Parsed::Done {
+                head_len: buf.len(),
+                request: refuse(431, "too many headers"),
+            }
+        }
+        Err(_) => {
+            return Parsed::Done {
+                head_len: buf.len(),
+                request: refuse(400, "malformed request"),
+            }
+        }
+    };
+    Parsed::Done {
+        head_len,
+        request: route(&request, routes),
+    }
+}
+
+fn route(request: &httparse::Request<'_, '_>, routes: Routes) -> ClientRequest {
+    let target = request.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let endpoint = match path {
+        "/ws" => Endpoint::PubSub,
+        "/echo" if routes.echo => Endpoint::Echo,
+        "/health" if request.method == Some("GET") => return ClientRequest::Health,
+        "/health" => return refuse(405, "method not allowed"),
+        _ => return refuse(404, "not found"),
+    };
+    let headers = &*request.headers;
+    if !header_has_token(headers, "upgrade", "websocket") {
+        return refuse(426, "this endpoint needs a WebSocket upgrade");
+    }
+    if request.method != Some("GET") || request.version != Some(1) {
+        return refuse(400, "a WebSocket upgrade needs GET and HTTP/1.1");
+    }
+    if !header_has_token(headers, "connection", "upgrade") {
+        return refuse(400, "missing Connection: Upgrade");
+    }
+    if header(headers, "sec-websocket-version") != Some(b"13") {
+        return refuse(400, "unsupported Sec-WebSocket-Version (13 only)");
+    }
+    let Some(key) = header(headers, "sec-websocket-key").filter(|k| is_websocket_key(k)) else {
+        return refuse(400, "missing or malformed Sec-WebSocket-Key");
+    };
+    let subscribe = match subscriptions(query, routes.max_subscriptions) {
+        Ok(channels) => channels,
+        Err(refusal) => return ClientRequest::Refuse(refusal),
+    };
+    ClientRequest::Upgrade {
+        endpoint,
+        accept_key: tungstenite::handshake::derive_accept_key(key),
+        subscribe,
+    }
+}
+
+fn header<'h>(headers: &'h [httparse::Header<'_>], name: &str) -> Option<&'h [u8]> {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| trim(h.value))
+}
+
+/// True when any header `name` lists `token` (comma-separated, any case).
+fn header_has_token(headers: &[httparse::Header<'_>], name: &str, token: &str) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .any(|item| trim(item).eq_ignore_ascii_case(token.as_bytes()))
+}
+
+fn trim(value: &[u8]) -> &[u8] {
+    let start = value
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
+    &value[start..end]
+}
+
+/// A key is 16 random bytes in base64: 22 alphabet characters and `==`.
+fn is_websocket_key(key: &[u8]) -> bool {
+    key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
+/// The channels of `subscribe=C1,C2` in the query string, validated.
+fn subscriptions(query: &str, max: usize) -> Result<Vec<String>, Refusal> {
+    let mut channels: Vec<String> = Vec::new();
+    for pair in query.split('&') {
+        let Some(list) = pair.strip_prefix("subscribe=") else {
+            continue;
+        };
+        let list = percent_decode_str(list)
+            .decode_utf8()
+            .map_err(|_| Refusal {
+                status: 400,
+                reason: "invalid channel name",
+            })?;
+        for name in list.split(',').filter(|n| !n.is_empty()) {
+            if !valid_channel(name) {
+                return Err(Refusal {
+                    status: 400,
+                    reason: "invalid channel name",
+                });
+            }
+            if !channels.iter().any(|c| c == name) {
+                channels.push(name.to_owned());
+            }
+        }
+    }
+    if channels.len() > max {
+        return Err(Refusal {
+            status: 400,
+            reason: "too many subscriptions",
+        });
+    }
+    Ok(channels)
+}
+
+/// The 101 answer, written in one piece.
+pub fn switching_protocols(accept_key: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept_key}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// An answer that ends the connection, with a plain-text body.
+pub fn closing_response(status: u16, body: &str, retry_after_s: Option<u32>) -> Vec<u8> {
+    let retry = retry_after_s
+        .map(|s| format!("Retry-After: {s}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{retry}\
+         Connection: close\r\n\r\n{body}",
+        status_text(status),
+        body.len()
+    )
+    .into_bytes()
+}
+
+pub fn status_text(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;

@@ -1,0 +1,147 @@
+use super::*;
+
+const ROUTES: Routes = Routes {
+    echo: false,
+    max_subscriptions: 4,
+};
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+fn upgrade(target: &str, extra: &str) -> String {
+    format!(
+        "GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+fn routed(raw: &str, routes: Routes) -> ClientRequest {
+    match parse_client_request(raw.as_bytes(), routes) {
+        Parsed::Done { request, .. } => request,
+        Parsed::Partial => panic!("partial: {raw:?}"),
+    }
+}
+
+fn status_of(raw: &str) -> u16 {
+    match routed(raw, ROUTES) {
+        ClientRequest::Refuse(r) => r.status,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_valid_upgrade_is_accepted_with_the_rfc_accept_key() {
+    let raw = upgrade("/ws", "");
+    assert_eq!(
+        routed(&raw, ROUTES),
+        ClientRequest::Upgrade {
+            endpoint: Endpoint::PubSub,
+            // RFC 6455 section 1.3's worked example.
+            accept_key: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into(),
+            subscribe: vec![],
+        }
+    );
+}
+
+#[test]
+fn every_prefix_of_a_request_is_partial_and_the_head_length_is_exact() {
+    let raw = upgrade("/ws?subscribe=a", "");
+    for cut in 0..raw.len() {
+        assert_eq!(
+            parse_client_request(&raw.as_bytes()[..cut], ROUTES),
+            Parsed::Partial,
+            "cut {cut}"
+        );
+    }
+    let mut with_frame = raw.clone().into_bytes();
+    with_frame.extend_from_slice(&[0x81, 0x80, 1, 2, 3, 4]);
+    match parse_client_request(&with_frame, ROUTES) {
+        Parsed::Done { head_len, .. } => assert_eq!(head_len, raw.len()),
+        Parsed::Partial => panic!("complete head reported partial"),
+    }
+}
+
+#[test]
+fn subscribe_query_is_decoded_deduplicated_and_validated() {
+    match routed(
+        &upgrade("/ws?x=1&subscribe=news,chat%3Aroom-1,news", ""),
+        ROUTES,
+    ) {
+        ClientRequest::Upgrade { subscribe, .. } => {
+            assert_eq!(subscribe, vec!["news", "chat:room-1"])
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(status_of(&upgrade("/ws?subscribe=bad%20name", "")), 400);
+    assert_eq!(status_of(&upgrade("/ws?subscribe=a,b,c,d,e", "")), 400);
+}
+
+#[test]
+fn bad_upgrades_get_400() {
+    let no_key = "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    assert_eq!(status_of(no_key), 400);
+    assert_eq!(
+        status_of(&upgrade("/ws", "").replace("Version: 13", "Version: 8")),
+        400
+    );
+    assert_eq!(status_of(&upgrade("/ws", "").replace("GET", "POST")), 400);
+    assert_eq!(
+        status_of(&upgrade("/ws", "").replace("keep-alive, Upgrade", "keep-alive")),
+        400
+    );
+    assert_eq!(status_of(&upgrade("/ws", "").replace(KEY, "short==")), 400);
+    assert_eq!(status_of("garbage\r\n\r\n"), 400);
+}
+
+#[test]
+fn routing_answers_404_426_and_health() {
+    assert_eq!(status_of(&upgrade("/nope", "")), 404);
+    assert_eq!(
+        status_of(&upgrade("/echo", "")),
+        404,
+        "echo is off by default"
+    );
+    assert_eq!(status_of("GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"), 426);
+    assert_eq!(
+        routed("GET /health HTTP/1.1\r\n\r\n", ROUTES),
+        ClientRequest::Health
+    );
+    let echo = Routes {
+        echo: true,
+        ..ROUTES
+    };
+    assert!(matches!(
+        routed(&upgrade("/echo", ""), echo),
+        ClientRequest::Upgrade {
+            endpoint: Endpoint::Echo,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn an_endless_head_is_refused_with_431() {
+    let mut raw = b"GET /ws HTTP/1.1\r\n".to_vec();
+    while raw.len() < MAX_HEAD {
+        raw.extend_from_slice(b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+    }
+    match parse_client_request(&raw, ROUTES) {
+        Parsed::Done {
+            request: ClientRequest::Refuse(r),
+            ..
+        } => assert_eq!(r.status, 431),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn responses_are_well_formed() {
+    let ok = String::from_utf8(switching_protocols("abc=")).unwrap();
+    assert!(ok.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+    assert!(
+        ok.contains("\r\nConnection: Upgrade\r\n")
+            && ok.ends_with("Sec-WebSocket-Accept: abc=\r\n\r\n")
+    );
+    let busy = String::from_utf8(closing_response(503, "busy", Some(2))).unwrap();
+    assert!(busy.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+    assert!(busy.contains("Retry-After: 2\r\n") && busy.contains("Content-Length: 4\r\n"));
+    assert!(busy.ends_with("\r\n\r\nbusy"));
+}

@@ -1,0 +1,8 @@
+//! The protocol core: HTTP upgrade, WebSocket frames and the JSON commands.
+//!
+//! Nothing here touches a socket or a clock: bytes go in, bytes and decisions come
+//! out, so every rule can be tested byte by byte.
+
+pub mod command;
+pub mod http;
+pub mod ws;

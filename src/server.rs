@@ -1,0 +1,140 @@
+//! Start-up and shutdown: binds the listeners, starts the workers, the accept
+//! thread, the API thread and the ticker, then waits for SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use mio::{Poll, Waker};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::accept::{self, Acceptor};
+use crate::api::Api;
+use crate::config::{Config, FD_MARGIN};
+use crate::limits;
+use crate::pubsub::hub::Hub;
+use crate::stats::{console, Shared};
+use crate::worker::inbox::{Inbox, Mail};
+use crate::worker::{Settings, Worker, WAKER};
+
+pub fn run(config: Config) -> Result<(), String> {
+    let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(|e| format!("signals: {e}"))?;
+    let (soft, hard) = limits::raise_open_files();
+    if config.max_connections as u64 + FD_MARGIN > soft {
+        eprintln!(
+            "halley: warning: open-file limit {soft} (hard {hard}) is below --max-connections {} + {FD_MARGIN}; \
+             connections past the limit will be refused",
+            config.max_connections
+        );
+    }
+    let clients = accept::bind(config.listen, config.backlog)
+        .map_err(|e| format!("--listen {}: {e}", config.listen))?;
+    let api = accept::bind(config.api_listen, 1024)
+        .map_err(|e| format!("--api-listen {}: {e}", config.api_listen))?;
+    let client_addr = clients.local_addr().map_err(|e| e.to_string())?;
+    let api_addr = api.local_addr().map_err(|e| e.to_string())?;
+
+    let mut polls = Vec::with_capacity(config.workers);
+    let mut inboxes = Vec::with_capacity(config.workers);
+    for _ in 0..config.workers {
+        let poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
+        let waker = Waker::new(poll.registry(), WAKER).map_err(|e| format!("waker: {e}"))?;
+        inboxes.push(Arc::new(Inbox::new(waker)));
+        polls.push(poll);
+    }
+    let hub = Arc::new(Hub::new(inboxes.clone()));
+    let shared = Arc::new(Shared::new(hub, config.workers));
+
+    let workers = start_workers(&config, polls, &inboxes, &shared)?;
+    let (acceptor, stop_accepting) = Acceptor::new(
+        clients,
+        inboxes.clone(),
+        Arc::clone(&shared),
+        config.max_connections,
+    )
+    .map_err(|e| e.to_string())?;
+    let acceptor = spawn("halley-accept", move || acceptor.run())?;
+    let api =
+        Api::new(api, Arc::clone(&shared), config.max_message_size).map_err(|e| e.to_string())?;
+    spawn("halley-api", move || api.run())?;
+    let ticker_shared = Arc::clone(&shared);
+    let print_stats = config.stats;
+    spawn("halley-stats", move || {
+        console::run_ticker(ticker_shared, print_stats);
+        Ok(())
+    })?;
+
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "halley listening: clients={client_addr} api={api_addr} workers={}",
+            config.workers
+        );
+        let _ = out.flush();
+    }
+
+    if let Some(signal) = signals.forever().next() {
+        eprintln!(
+            "halley: signal {signal}: closing every connection (at most {}s)",
+            config.shutdown_timeout_s
+        );
+    }
+    let _ = stop_accepting.wake();
+    let _ = acceptor.join();
+    for inbox in &inboxes {
+        inbox.push(Mail::Shutdown);
+    }
+    for worker in workers {
+        let _ = worker.join();
+    }
+    eprintln!("halley: stopped");
+    Ok(())
+}
+
+fn start_workers(
+    config: &Config,
+    polls: Vec<Poll>,
+    inboxes: &[Arc<Inbox>],
+    shared: &Arc<Shared>,
+) -> Result<Vec<JoinHandle<std::io::Result<()>>>, String> {
+    let cores = if config.pin {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let settings = Settings::from_config(config);
+    let mut handles = Vec::with_capacity(polls.len());
+    for (id, poll) in polls.into_iter().enumerate() {
+        let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+        let inbox = Arc::clone(&inboxes[id]);
+        let shared = Arc::clone(shared);
+        handles.push(spawn(&format!("halley-w{id}"), move || {
+            if let Some(core) = core {
+                core_affinity::set_for_current(core);
+            }
+            Worker::new(id, poll, inbox, shared, settings).run()
+        })?);
+    }
+    Ok(handles)
+}
+
+fn spawn<F>(name: &str, body: F) -> Result<JoinHandle<std::io::Result<()>>, String>
+where
+    F: FnOnce() -> std::io::Result<()> + Send + 'static,
+{
+    thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let result = body();
+            if let Err(e) = &result {
+                eprintln!(
+                    "halley: thread {}: {e}",
+                    thread::current().name().unwrap_or("?")
+                );
+            }
+            result
+        })
+        .map_err(|e| format!("spawning {name}: {e}"))
+}

@@ -1,0 +1,108 @@
+//! Counters. Each worker counts in plain integers on its own thread and copies them
+//! into its atomics once per loop turn; readers (the console, /api/stats) only load.
+
+pub mod console;
+pub mod memory;
+pub mod report;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::pubsub::hub::Hub;
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// A worker's counters, owned by the worker thread.
+        #[derive(Debug, Default, Clone, Copy)]
+        pub struct WorkerCounters { $($(#[$doc])* pub $name: u64,)* }
+
+        /// The same counters, readable from other threads.
+        #[derive(Debug, Default)]
+        pub struct WorkerStats {
+            $(pub $name: AtomicU64,)*
+            /// Written by the ticker once a second.
+            pub events_per_s: AtomicU64,
+        }
+
+        impl WorkerStats {
+            pub fn store(&self, counters: &WorkerCounters) {
+                $(self.$name.store(counters.$name, Ordering::Relaxed);)*
+            }
+
+            pub fn load(&self) -> WorkerCounters {
+                WorkerCounters { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Upgraded connections held now (a gauge).
+    online,
+    /// Readiness events handled.
+    events,
+    /// Connections accepted (admitted or not).
+    accepted,
+    /// Messages written or queued to subscribers.
+    delivered,
+    /// Connections refused with 503 past --max-connections.
+    rejected,
+    /// Requests answered with a 4xx status.
+    http_errors,
+    /// Connections failed with close 1002, 1007 or 1009.
+    protocol_errors,
+    /// Commands answered with an error message.
+    command_errors,
+    /// Clients closed for silence past --idle-timeout.
+    idle_timeouts,
+    /// Requests closed for not completing the handshake (408).
+    handshake_timeouts,
+}
+
+/// Everything the console and the API read.
+#[derive(Debug)]
+pub struct Shared {
+    pub started: Instant,
+    pub hub: Arc<Hub>,
+    pub workers: Vec<Arc<WorkerStats>>,
+    /// Client sockets counted against --max-connections (accept adds, workers subtract).
+    pub open_connections: AtomicUsize,
+    /// Connections the accept thread had to drop because the process ran out of fds.
+    pub emfile_drops: AtomicU64,
+    pub rss_bytes: AtomicU64,
+    pub allocated_bytes: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(hub: Arc<Hub>, workers: usize) -> Shared {
+        Shared {
+            started: Instant::now(),
+            hub,
+            workers: (0..workers).map(|_| Arc::default()).collect(),
+            open_connections: AtomicUsize::new(0),
+            emfile_drops: AtomicU64::new(0),
+            rss_bytes: AtomicU64::new(0),
+            allocated_bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Sum of every worker's counters.
+    pub fn totals(&self) -> WorkerCounters {
+        let mut sum = WorkerCounters::default();
+        for worker in &self.workers {
+            let c = worker.load();
+            sum.online += c.online;
+            sum.events += c.events;
+            sum.accepted += c.accepted;
+            sum.delivered += c.delivered;
+            sum.rejected += c.rejected;
+            sum.http_errors += c.http_errors;
+            sum.protocol_errors += c.protocol_errors;
+            sum.command_errors += c.command_errors;
+            sum.idle_timeouts += c.idle_timeouts;
+            sum.handshake_timeouts += c.handshake_timeouts;
+        }
+        sum
+    }
+}

@@ -1,0 +1,45 @@
+//! `GET /api/stats`: the counters as JSON.
+
+use std::sync::atomic::Ordering;
+
+use serde_json::json;
+
+use super::{memory, Shared};
+
+pub fn stats_json(shared: &Shared) -> String {
+    let totals = shared.totals();
+    let workers: Vec<_> = shared
+        .workers
+        .iter()
+        .enumerate()
+        .map(|(id, w)| {
+            let c = w.load();
+            json!({
+                "id": id,
+                "online": c.online,
+                "events_total": c.events,
+                "events_per_s": w.events_per_s.load(Ordering::Relaxed),
+            })
+        })
+        .collect();
+    json!({
+        "uptime_s": shared.started.elapsed().as_secs(),
+        "online": totals.online,
+        "connections_open": shared.open_connections.load(Ordering::Relaxed),
+        "connections_total": totals.accepted,
+        "published_total": shared.hub.published_total(),
+        "delivered_total": totals.delivered,
+        "channels": shared.hub.channel_count(),
+        "rss_bytes": memory::rss_bytes(),
+        "allocated_bytes": memory::allocated_bytes(),
+        "rejected_total": totals.rejected,
+        "emfile_drops_total": shared.emfile_drops.load(Ordering::Relaxed),
+        "http_errors_total": totals.http_errors,
+        "protocol_errors_total": totals.protocol_errors,
+        "command_errors_total": totals.command_errors,
+        "idle_timeouts_total": totals.idle_timeouts,
+        "handshake_timeouts_total": totals.handshake_timeouts,
+        "workers": workers,
+    })
+    .to_string()
+}

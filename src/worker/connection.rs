@@ -1,0 +1,220 @@
+//! One client connection as its worker holds it in the slab. An idle, subscribed
+//! connection is this struct and nothing else: buffers live in `Extra`, allocated
+//! only while a partial frame is pending or the socket is backpressured.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::net::Shutdown;
+
+use bytes::{Buf, Bytes};
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use super::subscriptions::Subscriptions;
+use crate::proto::ws::Fragments;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Reading the HTTP request head.
+    Handshake,
+    /// Upgraded on `/ws`: commands in, pushes out.
+    PubSub,
+    /// Upgraded on `/echo`.
+    Echo,
+    /// We sent a close frame: waiting for the client's close or EOF.
+    Closing,
+    /// We sent a final HTTP answer: discarding input until EOF.
+    Draining,
+}
+
+/// Per-connection booleans, packed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Flags(u8);
+
+impl Flags {
+    /// Counted against `--max-connections`.
+    pub const ADMITTED: u8 = 1;
+    /// Counted as online (upgraded).
+    pub const ONLINE: u8 = 2;
+    pub const PING_SENT: u8 = 4;
+    /// Registered for writable events (the outbox is not empty).
+    pub const WANT_WRITE: u8 = 8;
+    /// Half-close once the outbox is flushed.
+    pub const SHUTDOWN_AFTER_FLUSH: u8 = 16;
+    /// Drop the connection once the outbox is flushed.
+    pub const DROP_AFTER_FLUSH: u8 = 32;
+    /// Already queued for removal.
+    pub const DOOMED: u8 = 64;
+
+    pub fn has(self, flag: u8) -> bool {
+        self.0 & flag != 0
+    }
+    pub fn set(&mut self, flag: u8) {
+        self.0 |= flag;
+    }
+    pub fn clear(&mut self, flag: u8) {
+        self.0 &= !flag;
+    }
+}
+
+/// State that only exists while a connection is busy.
+#[derive(Debug, Default)]
+pub struct Extra {
+    /// Bytes of an incomplete request head or frame.
+    pub pending_input: Vec<u8>,
+    pub fragments: Option<Fragments>,
+    /// Frames the socket did not take yet, in order; the first may be partly sent.
+    pub outbox: VecDeque<Bytes>,
+}
+
+#[derive(Debug)]
+pub struct Connection {
+    pub stream: TcpStream,
+    /// Worker clock (seconds) of the last sign of life, or of the last stage change.
+    pub last_seen: u32,
+    pub stage: Stage,
+    pub flags: Flags,
+    pub subscriptions: Subscriptions,
+    pub extra: Option<Box<Extra>>,
+}
+
+/// What the connection needs after its outbox drained.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Settled {
+    Keep,
+    Drop,
+}
+
+impl Connection {
+    pub fn new(stream: TcpStream, now: u32, admitted: bool) -> Connection {
+        let mut flags = Flags::default();
+        if admitted {
+            flags.set(Flags::ADMITTED);
+        }
+        Connection {
+            stream,
+            last_seen: now,
+            stage: Stage::Handshake,
+            flags,
+            subscriptions: Subscriptions::default(),
+            extra: None,
+        }
+    }
+
+    pub fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    pub fn outbox_is_empty(&self) -> bool {
+        self.extra.as_ref().is_none_or(|e| e.outbox.is_empty())
+    }
+
+    /// Writes `data` now if nothing is queued, and queues what the socket does not
+    /// take. An error means the connection is dead.
+    pub fn send(&mut self, data: Bytes, registry: &Registry, token: Token) -> io::Result<()> {
+        if !self.outbox_is_empty() {
+            self.extra_mut().outbox.push_back(data);
+            return Ok(());
+        }
+        let written = match self.stream.write(&data) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                0
+            }
+            Err(e) => return Err(e),
+        };
+        if written < data.len() {
+            self.extra_mut().outbox.push_back(data.slice(written..));
+            self.want_write(registry, token)?;
+        }
+        Ok(())
+    }
+
+    fn want_write(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        if !self.flags.has(Flags::WANT_WRITE) {
+            registry.reregister(
+                &mut self.stream,
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            self.flags.set(Flags::WANT_WRITE);
+        }
+        Ok(())
+    }
+
+    /// Writes queued frames, many per system call, until the outbox is empty or the
+    /// socket is full.
+    pub fn flush(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        let Some(extra) = self.extra.as_mut() else {
+            return Ok(());
+        };
+        while !extra.outbox.is_empty() {
+            let slices: Vec<IoSlice<'_>> = extra
+                .outbox
+                .iter()
+                .take(64)
+                .map(|b| IoSlice::new(b))
+                .collect();
+            let mut written = match self.stream.write_vectored(&slices) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            while written > 0 {
+                let front = extra
+                    .outbox
+                    .front_mut()
+                    .expect("written bytes came from the outbox");
+                if written >= front.len() {
+                    written -= front.len();
+                    extra.outbox.pop_front();
+                } else {
+                    front.advance(written);
+                    written = 0;
+                }
+            }
+        }
+        if self.flags.has(Flags::WANT_WRITE) {
+            registry.reregister(&mut self.stream, token, Interest::READABLE)?;
+            self.flags.clear(Flags::WANT_WRITE);
+        }
+        self.trim();
+        Ok(())
+    }
+
+    /// Applies what was promised for when the outbox drains: half-close, or drop.
+    pub fn settle(&mut self) -> Settled {
+        if !self.outbox_is_empty() {
+            return Settled::Keep;
+        }
+        if self.flags.has(Flags::DROP_AFTER_FLUSH) {
+            return Settled::Drop;
+        }
+        if self.flags.has(Flags::SHUTDOWN_AFTER_FLUSH) {
+            self.flags.clear(Flags::SHUTDOWN_AFTER_FLUSH);
+            // Our FIN goes after the last frame; a peer that already left makes this fail.
+            let _ = self.stream.shutdown(Shutdown::Write);
+        }
+        Settled::Keep
+    }
+
+    /// Frees `Extra` once it holds nothing, so an idle connection owns no buffer.
+    pub fn trim(&mut self) {
+        if let Some(extra) = &mut self.extra {
+            if extra.pending_input.is_empty()
+                && extra.fragments.is_none()
+                && extra.outbox.is_empty()
+            {
+                self.extra = None;
+            } else if extra.outbox.is_empty() && extra.outbox.capacity() > 16 {
+                extra.outbox = VecDeque::new();
+            }
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Reading: every connection reads into the worker's one scratch buffer; only the
+//! tail of an incomplete request or frame is kept, in the connection's `Extra`.
+
+use std::io::{self, Read};
+
+use bytes::Bytes;
+
+use super::connection::{Flags, Stage};
+use super::Worker;
+use crate::proto::http::{self, Parsed, Routes};
+use crate::proto::ws::{self, Decoded, Event};
+
+/// A kept tail whose buffer is this many times larger than its content is copied
+/// into a right-sized one, so a burst does not leave a large buffer behind.
+const SHRINK_RATIO: usize = 4;
+
+impl Worker {
+    /// Reads until the socket is drained (edge-triggered readiness).
+    pub(super) fn on_readable(&mut self, key: usize) {
+        loop {
+            if !self.is_live(key) {
+                return;
+            }
+            let conn = &mut self.conns[key];
+            let read = match conn.stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    self.doom(key);
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.doom(key);
+                    return;
+                }
+            };
+            if matches!(conn.stage, Stage::PubSub | Stage::Echo) {
+                conn.last_seen = self.now;
+                conn.flags.clear(Flags::PING_SENT);
+            }
+            self.ingest(key, read);
+            // A short read drained the socket; new data will raise a new edge.
+            if read < self.scratch.len() {
+                return;
+            }
+        }
+    }
+
+    /// Processes `read` new bytes from the scratch buffer, after any kept tail.
+    fn ingest(&mut self, key: usize, read: usize) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut tail = self.conns[key]
+            .extra
+            .as_mut()
+            .map(|e| std::mem::take(&mut e.pending_input))
+            .unwrap_or_default();
+        let rest: Vec<u8> = if tail.is_empty() {
+            let used = self.consume(key, &mut scratch[..read]);
+            scratch[used..read].to_vec()
+        } else {
+            tail.extend_from_slice(&scratch[..read]);
+            let used = self.consume(key, &mut tail);
+            tail.drain(..used);
+            if tail.capacity() > SHRINK_RATIO * tail.len().max(1024) {
+                tail.shrink_to_fit();
+            }
+            tail
+        };
+        self.scratch = scratch;
+        if let Some(conn) = self.conns.get_mut(key) {
+            if rest.is_empty() {
+                if let Some(extra) = conn.extra.as_mut() {
+                    extra.pending_input = Vec::new();
+                }
+                conn.trim();
+            } else {
+                conn.extra_mut().pending_input = rest;
+            }
+        }
+    }
+
+    /// Consumes what it can from `buf` according to the connection's stage and
+    /// returns how many bytes it used; the rest is an incomplete head or frame.
+    fn consume(&mut self, key: usize, buf: &mut [u8]) -> usize {
+        let mut used = 0;
+        while used < buf.len() && self.is_live(key) {
+            let progress = match self.conns[key].stage {
+                Stage::Handshake => self.consume_request(key, &buf[used..]),
+                Stage::PubSub | Stage::Echo | Stage::Closing => {
+                    self.consume_frame(key, &mut buf[used..])
+                }
+                Stage::Draining => Some(buf.len() - used),
+            };
+            match progress {
+                Some(n) => used += n,
+                None => break,
+            }
+        }
+        if !self.is_live(key) {
+            return buf.len();
+        }
+        used
+    }
+
+    fn consume_request(&mut self, key: usize, buf: &[u8]) -> Option<usize> {
+        let routes = Routes {
+            echo: self.settings.echo,
+            max_subscriptions: self.settings.max_subscriptions,
+        };
+        match http::parse_client_request(buf, routes) {
+            Parsed::Partial => None,
+            Parsed::Done { head_len, request } => {
+                self.answer_request(key, request);
+                Some(head_len)
+            }
+        }
+    }
+
+    fn consume_frame(&mut self, key: usize, buf: &mut [u8]) -> Option<usize> {
+        let max = self.settings.max_message_size;
+        let conn = &mut self.conns[key];
+        let mut fragments = conn.extra.as_mut().and_then(|e| e.fragments.take());
+        let closing = conn.stage == Stage::Closing;
+        let decoded = ws::decode(buf, &mut fragments, max);
+        if let Some(open) = fragments {
+            self.conns[key].extra_mut().fragments = Some(open);
+        }
+        match decoded {
+            Ok(Decoded::Incomplete) => None,
+            Ok(Decoded::Frame { consumed, event }) => {
+                match event {
+                    // After our close, only the client's close (or EOF) matters.
+                    Some(Event::Close(_)) if closing => self.doom(key),
+                    _ if closing => {}
+                    Some(event) => self.on_event(key, event),
+                    None => {}
+                }
+                Some(consumed)
+            }
+            Err(violation) => {
+                if closing {
+                    self.doom(key);
+                } else {
+                    self.counters.protocol_errors += 1;
+                    self.close_with(key, violation.code, violation.reason);
+                }
+                Some(buf.len())
+            }
+        }
+    }
+
+    fn on_event(&mut self, key: usize, event: Event<'_>) {
+        match event {
+            Event::Ping(payload) => self.send(key, Bytes::from(ws::frame(ws::Kind::Pong, payload))),
+            Event::Pong => {}
+            Event::Close(code) => self.answer_close(key, code),
+            Event::Message { text, payload } => {
+                if self.conns[key].stage == Stage::Echo {
+                    let kind = if text {
+                        ws::Kind::Text
+                    } else {
+                        ws::Kind::Binary
+                    };
+                    self.send(key, Bytes::from(ws::frame(kind, &payload)));
+                } else {
+                    self.on_command(key, &payload);
+                }
+            }
+        }
+    }
+}

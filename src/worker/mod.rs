@@ -1,0 +1,227 @@
+//! A worker reactor: one thread, one `mio::Poll`, one slab of connections that no
+//! other thread ever touches. Everything reaches it through its inbox.
+
+mod commands;
+pub mod connection;
+mod fanout;
+pub mod inbox;
+mod input;
+mod lifecycle;
+pub mod subscriptions;
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mio::{Events, Poll, Token};
+use slab::Slab;
+
+use crate::config::Config;
+use crate::pubsub::hub::{Hub, Publication};
+use crate::pubsub::topics::Topics;
+use crate::stats::{Shared, WorkerCounters, WorkerStats};
+use connection::{Connection, Stage};
+use inbox::{Inbox, Mail};
+
+pub const WAKER: Token = Token(usize::MAX);
+/// One read buffer per worker, shared by all its connections.
+const SCRATCH_BYTES: usize = 64 * 1024;
+/// How long a closing connection may take to answer our close or FIN.
+const CLOSE_TIMEOUT_S: u32 = 5;
+
+/// The parts of the configuration a worker needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub echo: bool,
+    pub client_publish: bool,
+    pub max_message_size: usize,
+    pub max_subscriptions: usize,
+    pub ping_interval_s: u32,
+    pub idle_timeout_s: u32,
+    pub handshake_timeout_s: u32,
+    pub shutdown_timeout_s: u32,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Settings {
+        Settings {
+            echo: config.echo,
+            client_publish: config.client_publish,
+            max_message_size: config.max_message_size,
+            max_subscriptions: config.max_subscriptions,
+            ping_interval_s: config.ping_interval_s,
+            idle_timeout_s: config.idle_timeout_s,
+            handshake_timeout_s: config.handshake_timeout_s,
+            shutdown_timeout_s: config.shutdown_timeout_s,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Worker {
+    id: usize,
+    poll: Poll,
+    inbox: Arc<Inbox>,
+    hub: Arc<Hub>,
+    shared: Arc<Shared>,
+    stats: Arc<WorkerStats>,
+    settings: Settings,
+    conns: Slab<Connection>,
+    topics: Topics,
+    scratch: Vec<u8>,
+    mail: Vec<Mail>,
+    publications: Vec<Publication>,
+    /// Connections to remove at the end of this turn.
+    doomed: Vec<usize>,
+    counters: WorkerCounters,
+    started: Instant,
+    /// Seconds since `started`, read once per turn.
+    now: u32,
+    next_sweep: u32,
+    shutdown_deadline: Option<Instant>,
+}
+
+impl Worker {
+    pub fn new(
+        id: usize,
+        poll: Poll,
+        inbox: Arc<Inbox>,
+        shared: Arc<Shared>,
+        settings: Settings,
+    ) -> Worker {
+        Worker {
+            id,
+            poll,
+            inbox,
+            hub: Arc::clone(&shared.hub),
+            stats: Arc::clone(&shared.workers[id]),
+            shared,
+            settings,
+            conns: Slab::new(),
+            topics: Topics::default(),
+            scratch: vec![0; SCRATCH_BYTES],
+            mail: Vec::new(),
+            publications: Vec::new(),
+            doomed: Vec::new(),
+            counters: WorkerCounters::default(),
+            started: Instant::now(),
+            now: 0,
+            next_sweep: 1,
+            shutdown_deadline: None,
+        }
+    }
+
+    /// The event loop. Returns when shutdown is complete.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = if self.shutdown_deadline.is_some() {
+                Duration::from_millis(50)
+            } else {
+                self.until_next_sweep()
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            self.now = self.started.elapsed().as_secs() as u32;
+            for event in events.iter() {
+                if event.token() == WAKER {
+                    continue;
+                }
+                self.counters.events += 1;
+                let key = event.token().0;
+                if event.is_writable() {
+                    self.on_writable(key);
+                }
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.on_readable(key);
+                }
+            }
+            self.read_inbox();
+            self.fan_out();
+            if self.now >= self.next_sweep {
+                self.next_sweep = self.now + 1;
+                self.sweep();
+            }
+            self.bury_doomed();
+            self.stats.store(&self.counters);
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.conns.is_empty() || Instant::now() >= deadline {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn until_next_sweep(&self) -> Duration {
+        let next = Duration::from_secs(u64::from(self.next_sweep));
+        next.saturating_sub(self.started.elapsed())
+            .max(Duration::from_millis(1))
+    }
+
+    fn read_inbox(&mut self) {
+        let mut mail = std::mem::take(&mut self.mail);
+        self.inbox.drain_into(&mut mail);
+        for item in mail.drain(..) {
+            match item {
+                Mail::Connection { stream, admitted } => self.adopt(stream, admitted),
+                Mail::Publication(publication) => self.publications.push(publication),
+                Mail::Shutdown => self.begin_shutdown(),
+            }
+        }
+        self.mail = mail;
+    }
+
+    /// Sends `data` to connection `key`; a dead socket is queued for removal.
+    fn send(&mut self, key: usize, data: Bytes) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.send(data, self.poll.registry(), Token(key)).is_err() {
+            self.doom(key);
+        }
+    }
+
+    fn on_writable(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.flush(self.poll.registry(), Token(key)).is_err() {
+            self.doom(key);
+            return;
+        }
+        self.settle(key);
+    }
+
+    /// Runs the actions promised for when the outbox drains.
+    fn settle(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if conn.settle() == connection::Settled::Drop {
+                self.doom(key);
+            }
+        }
+    }
+
+    fn doom(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.flags.has(connection::Flags::DOOMED) {
+                conn.flags.set(connection::Flags::DOOMED);
+                self.doomed.push(key);
+            }
+        }
+    }
+
+    fn is_live(&self, key: usize) -> bool {
+        self.conns
+            .get(key)
+            .is_some_and(|c| !c.flags.has(connection::Flags::DOOMED))
+    }
+
+    fn stage(&self, key: usize) -> Option<Stage> {
+        self.conns.get(key).map(|c| c.stage)
+    }
+}
