@@ -1,0 +1,272 @@
+//! End-to-end tests of `halley-bench` against the real `halley` server, at small
+//! scale. They assert on the JSON verdict (counts, causes), never on speed.
+//! Self-contained on purpose: the shared helpers in tests/common/ belong to the
+//! server's tests.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A `halley serve` on ephemeral ports, killed when dropped.
+struct Server {
+    child: Child,
+    clients: String,
+    api: String,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_halley"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--api-listen",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--stats",
+                "false",
+                "--ping-interval",
+                "0",
+                "--idle-timeout",
+                "0",
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn halley");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        // Keeps draining stdout after the start-up line so the server never blocks on it.
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(l) => l,
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("halley printed no start-up line within 20 s");
+                }
+            };
+            if let Some(rest) = line.strip_prefix("halley listening: ") {
+                let field = |k: &str| {
+                    rest.split_whitespace()
+                        .find_map(|f| f.strip_prefix(k))
+                        .unwrap_or_else(|| panic!("no {k} in {line:?}"))
+                        .to_string()
+                };
+                let (clients, api) = (field("clients="), field("api="));
+                field("workers=");
+                return Server {
+                    child,
+                    clients,
+                    api,
+                };
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}", self.clients)
+    }
+
+    fn api_url(&self) -> String {
+        format!("http://{}", self.api)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs halley-bench with --json (bounded: killed after 120 s); returns the exit
+/// status and the JSON object on the last stdout line.
+fn bench(url: &str, api: &str, args: &[&str]) -> (i32, Value) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_halley-bench"))
+        .args(args)
+        .args([
+            "--url",
+            url,
+            "--api",
+            api,
+            "--json",
+            "--quiet",
+            "--threads",
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn halley-bench");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let reader = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait for halley-bench") {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("halley-bench {args:?} did not finish within 120 s");
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    let out = reader.join().expect("stdout reader");
+    let last = out.lines().last().unwrap_or("");
+    let json: Value =
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {out}"));
+    (status.code().unwrap_or(-1), json)
+}
+
+fn n(v: &Value, path: &[&str]) -> u64 {
+    let mut cur = v;
+    for k in path {
+        cur = &cur[*k];
+    }
+    cur.as_u64()
+        .unwrap_or_else(|| panic!("{path:?} is not a number in {v}"))
+}
+
+#[test]
+fn hold_200_all_connect() {
+    let s = Server::start(&[]);
+    let (code, v) = bench(
+        &s.url(),
+        &s.api_url(),
+        &["hold", "--connections", "200", "--duration", "1"],
+    );
+    assert_eq!(v["scenario"], "hold");
+    assert_eq!(n(&v, &["connected"]), 200, "{v}");
+    assert_eq!(n(&v, &["failed", "total"]), 0, "{v}");
+    assert_eq!(code, 0, "{v}");
+}
+
+#[test]
+fn fanout_200_by_50_delivers_everything_once_in_order() {
+    let s = Server::start(&[]);
+    let (code, v) = bench(
+        &s.url(),
+        &s.api_url(),
+        &[
+            "fanout",
+            "--connections",
+            "200",
+            "--messages",
+            "50",
+            "--publish-rate",
+            "0",
+        ],
+    );
+    assert_eq!(n(&v, &["connected"]), 200, "{v}");
+    assert_eq!(n(&v, &["deliveries"]), 10_000, "{v}");
+    assert_eq!(n(&v, &["lost"]), 0, "{v}");
+    assert_eq!(n(&v, &["duplicated"]), 0, "{v}");
+    assert_eq!(n(&v, &["out_of_order"]), 0, "{v}");
+    assert!(v["latency_ms"]["p99"].is_number(), "{v}");
+    assert_eq!(code, 0, "{v}");
+}
+
+#[test]
+fn fanout_over_channels_with_two_procs() {
+    let s = Server::start(&[]);
+    let (code, v) = bench(
+        &s.url(),
+        &s.api_url(),
+        &[
+            "fanout",
+            "--connections",
+            "100",
+            "--channels",
+            "4",
+            "--messages",
+            "40",
+            "--publish-rate",
+            "200",
+            "--procs",
+            "2",
+        ],
+    );
+    // 4 channels of 25 subscribers, 10 messages each: 100 × 10.
+    assert_eq!(n(&v, &["deliveries"]), 1_000, "{v}");
+    assert_eq!(
+        n(&v, &["lost"]) + n(&v, &["duplicated"]) + n(&v, &["out_of_order"]),
+        0
+    );
+    assert_eq!(code, 0, "{v}");
+}
+
+#[test]
+fn churn_2s_completes_cycles_without_errors() {
+    let s = Server::start(&[]);
+    let (code, v) = bench(
+        &s.url(),
+        &s.api_url(),
+        &["churn", "--connections", "20", "--duration", "2"],
+    );
+    assert!(n(&v, &["cycles"]) > 0, "{v}");
+    assert_eq!(n(&v, &["errors"]), 0, "{v}");
+    assert_eq!(code, 0, "{v}");
+}
+
+#[test]
+fn burst_200_all_connect() {
+    let s = Server::start(&[]);
+    let (code, v) = bench(&s.url(), &s.api_url(), &["burst", "--connections", "200"]);
+    assert_eq!(n(&v, &["connected"]), 200, "{v}");
+    assert_eq!(n(&v, &["failed", "total"]), 0, "{v}");
+    assert!(v["handshake_ms"]["max"].is_number(), "{v}");
+    assert_eq!(code, 0, "{v}");
+}
+
+#[test]
+fn server_not_running_fails_with_refused() {
+    // A port that was just free: nothing listens on it.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind")
+        .port();
+    let url = format!("ws://127.0.0.1:{port}");
+    let api = format!("http://127.0.0.1:{port}");
+    let (code, v) = bench(
+        &url,
+        &api,
+        &["hold", "--connections", "10", "--duration", "1"],
+    );
+    assert_ne!(code, 0, "{v}");
+    assert_eq!(n(&v, &["connected"]), 0, "{v}");
+    assert_eq!(n(&v, &["failed", "refused"]), 10, "{v}");
+}
+
+#[test]
+fn past_max_connections_fails_with_503() {
+    let s = Server::start(&["--max-connections", "50"]);
+    let (code, v) = bench(
+        &s.url(),
+        &s.api_url(),
+        &["hold", "--connections", "100", "--duration", "1"],
+    );
+    assert_ne!(code, 0, "{v}");
+    assert!(n(&v, &["connected"]) <= 50, "{v}");
+    assert!(n(&v, &["failed", "http_503"]) >= 50, "{v}");
+}
