@@ -83,16 +83,16 @@ pub struct Line<'a> {
     pub heap: u64,
 }
 
-/// `[   42s] online  19,800 +2.1k/s | ev/s w0 12.3k w1 11.9k | push/s 1.20M | rss 90.1M heap 8.2M`
+/// `[    42s] online    19,800 +2.1k/s | ev/s 12.3k/11.9k | push/s 1.20M | rss/heap 90.1M/8.2M`
+/// (events per second per worker, one figure each, slash-separated)
 pub fn format_line(line: &Line<'_>) -> String {
     let workers = line.worker_events_per_s;
     let events = if workers.len() <= WORKERS_SHOWN {
         workers
             .iter()
-            .enumerate()
-            .map(|(i, r)| format!("w{i} {}", compact(*r)))
+            .map(|r| compact(*r))
             .collect::<Vec<_>>()
-            .join(" ")
+            .join("/")
     } else {
         let total: u64 = workers.iter().sum();
         let busiest = workers.iter().copied().max().unwrap_or(0);
@@ -104,7 +104,7 @@ pub fn format_line(line: &Line<'_>) -> String {
         )
     };
     format!(
-        "[{:>6}s] online {:>9} +{}/s | ev/s {} | push/s {} | rss {} heap {}",
+        "[{:>6}s] online {:>9} +{}/s | ev/s {} | push/s {} | rss/heap {}/{}",
         line.uptime_s,
         grouped(line.online),
         compact(line.new_per_s),
