@@ -1,0 +1,27 @@
+#!/bin/sh
+# Install tsung 1.7.0 (Debian bookworm package) if it is not already there.
+# Usage: tsung/install.sh        (as root; used by CI before tsung/run.sh)
+#
+# The package pulls ~650 MB (erlang, gnuplot, libtemplate-perl, matplotlib) and takes
+# about a minute. A concurrent apt run on the machine can make the first attempt fail
+# ("dpkg: cannot access archive"), hence the lock timeout and one retry.
+set -u
+
+if command -v tsung >/dev/null 2>&1 && [ -x /usr/lib/x86_64-linux-gnu/tsung/bin/tsung_stats.pl ]; then
+    echo "tsung already installed: $(tsung -v 2>/dev/null)"
+    exit 0
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+install_once() {
+    timeout 900 apt-get -o DPkg::Lock::Timeout=300 update &&
+    timeout 1200 apt-get -o DPkg::Lock::Timeout=300 install -y tsung
+}
+
+if ! install_once; then
+    echo "tsung install failed once; retrying in 10 s" >&2
+    sleep 10
+    install_once || { echo "tsung install failed" >&2; exit 1; }
+fi
+command -v tsung >/dev/null 2>&1 || { echo "tsung not on PATH after install" >&2; exit 1; }
+echo "installed: $(tsung -v 2>/dev/null)"
