@@ -145,7 +145,8 @@ fn bytes(n: u64) -> String {
     match n {
         0..=1_048_575 => format!("{}K", n / 1024),
         _ if n < 10 << 30 => format!("{:.1}M", n as f64 / (1u64 << 20) as f64),
-        _ => format!("{:.1}G", n as f64 / (1u64 << 30) as f64),
+        _ if n < 100 << 30 => format!("{:.1}G", n as f64 / (1u64 << 30) as f64),
+        _ => format!("{}G", n >> 30),
     }
 }
 
