@@ -14,7 +14,16 @@ use clap::{Args, Parser, Subcommand};
         Progress goes to stderr once per second; the report goes to stdout, and with \
         --json the last stdout line is one JSON object.\n\n\
         Exit status: 0 on success; 1 when the success rate is below --min-success or a \
-        message was lost, duplicated or out of order; 2 when the run could not start."
+        message was lost, duplicated or out of order; 2 when the run could not start.",
+    after_long_help = "The JSON verdict has at least: scenario, ok, target, connected, failed \
+        {refused, timeout, http_503, handshake, other, dropped, total}, errors, success_pct, \
+        connections_per_s, time_to_target_s, handshake_ms and latency_ms {p50, p95, p99, p999, \
+        max}, cycles, published, publish_errors, expected_deliveries, deliveries, \
+        deliveries_per_s, lost, duplicated, out_of_order.\n\n\
+        latency_ms is publish-to-delivery for fanout, connect-to-\"subscribed\" for churn and \
+        the handshake (TCP connect to 101) for hold and burst. \
+        Success rate: connections opened and not dropped by the server over --connections \
+        (hold, fanout, burst); completed cycles over cycles plus failures (churn)."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -24,6 +33,7 @@ pub struct Cli {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Common options")]
 pub struct Common {
     /// WebSocket listener of the server (ws://HOST:PORT, optional path prefix ignored)
     #[arg(long, global = true, default_value = "ws://127.0.0.1:8080")]

@@ -234,7 +234,8 @@ impl Reactor {
                 }
             }
             for ev in events.iter() {
-                self.drive(ev.token().0, &mut scratch);
+                let closed = ev.is_read_closed() || ev.is_error();
+                self.drive(ev.token().0, closed, &mut scratch);
             }
             if last_tick.elapsed() >= TICK {
                 last_tick = Instant::now();
@@ -328,13 +329,13 @@ impl Reactor {
         self.pending += 1;
     }
 
-    fn drive(&mut self, key: usize, scratch: &mut [u8]) {
+    fn drive(&mut self, key: usize, closed: bool, scratch: &mut [u8]) {
         let mask = self.mask();
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         let sink = &mut self.sink;
-        let step = conn.drive(scratch, mask, &mut |meta, p| sink.on_text(meta, p));
+        let step = conn.drive(scratch, mask, closed, &mut |meta, p| sink.on_text(meta, p));
         if step.upgraded {
             self.upgraded(key);
         }
