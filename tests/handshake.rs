@@ -12,7 +12,9 @@ use tungstenite::Message;
 /// `Content-Length` to EOF, so it would time out otherwise).
 fn expect_error(server: &Server, request: &str, status: u16) {
     let (got, headers, body) = raw_http(server.client_addr, request.as_bytes());
-    assert_eq!(got, status, "request:\n{request}\nbody: {body}");
+    let first_line = request.lines().next().unwrap_or_default();
+    let len = request.len();
+    assert_eq!(got, status, "{first_line} ({len} bytes); body: {body}");
     let connection = header(&headers, "connection").unwrap_or_default();
     assert!(
         connection.eq_ignore_ascii_case("close"),
@@ -116,7 +118,22 @@ fn connection_header_is_a_token_list() {
 }
 
 #[test]
-fn oversized_request_head_gets_431() {
+fn endless_request_head_gets_431() {
+    let server = Server::start(&[]);
+    // Over 8 KiB of headers and no end of head in sight.
+    let mut request = "GET /ws HTTP/1.1\r\nHost: x\r\n".to_string();
+    for i in 0..100 {
+        request.push_str(&format!("X-Pad-{i}: {}\r\n", "p".repeat(100)));
+    }
+    let mut s = tcp(server.client_addr);
+    s.write_all(request.as_bytes()).unwrap();
+    let (status, _, body) = read_response(&mut s, &mut Vec::new());
+    assert_eq!(status, 431, "{body}");
+}
+
+#[test]
+fn complete_but_oversized_request_head_gets_431() {
+    // The limit holds even when the whole head arrives at once.
     let server = Server::start(&[]);
     let request = upgrade_request("/ws").replace(
         "Host: 127.0.0.1\r\n",

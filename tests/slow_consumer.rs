@@ -8,18 +8,29 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::net::TcpStream;
 use std::thread;
 
-const MESSAGES: u64 = 5000; // alternately to A and B: 2,500 each, ~1 KiB apiece
+const PAD: usize = 4096;
 
 fn data(i: u64) -> String {
-    format!(r#"{{"i":{i},"pad":"{}"}}"#, "s".repeat(1000))
+    format!(r#"{{"i":{i},"pad":"{}"}}"#, "s".repeat(PAD))
+}
+
+/// Messages per channel. The kernel absorbs up to `tcp_wmem` max (4 MiB by default)
+/// in the server's send buffer for the stuck socket, plus its small receive buffer;
+/// channel A must carry well over that, or the server never even sees EAGAIN.
+fn per_channel() -> u64 {
+    let wmem_max: u64 = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(4 << 20);
+    ((2 * wmem_max + (1 << 20)) / PAD as u64).clamp(2500, 20_000)
 }
 
 #[test]
 fn a_consumer_that_never_reads_delays_nobody() {
     let server = Server::start(&[]);
 
-    // The stuck client: a tiny receive buffer so the server's writes to it block
-    // (EAGAIN) almost at once. It reads its `subscribed` reply, then nothing ever.
+    // The stuck client: a tiny receive buffer, so all the backlog sits on the server
+    // side. It reads its `subscribed` reply, then nothing ever.
     let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
     sock.connect(&server.client_addr.into()).unwrap();
@@ -29,16 +40,18 @@ fn a_consumer_that_never_reads_delays_nobody() {
     stuck.send_text(r#"{"op":"subscribe","channel":"A"}"#);
     assert_eq!(stuck.recv_frame().opcode, OP_TEXT);
 
-    // Readers, subscribed before the first publish. Message i goes to A when i is
-    // odd, to B when even; the k-th message on a channel has seq k.
-    let readers: Vec<_> = ["A", "A", "B"]
+    // Readers, subscribed before the first publish, several per channel so that some
+    // share the stuck client's worker. Message i goes to A when i is odd, to B when
+    // even; the k-th message on a channel has seq k.
+    let messages = 2 * per_channel();
+    let readers: Vec<_> = ["A", "A", "A", "B", "B", "B"]
         .into_iter()
         .map(|channel| {
             let mut ws = server.connect("/ws");
             assert_eq!(subscribe(&mut ws, channel), 0);
             thread::spawn(move || {
                 let first = if channel == "A" { 1 } else { 2 };
-                for (k, i) in (first..=MESSAGES).step_by(2).enumerate() {
+                for (k, i) in (first..=messages).step_by(2).enumerate() {
                     // A read timeout here (the server stalled) fails the test.
                     expect_push(&mut ws, channel, k as u64 + 1, &data(i));
                 }
@@ -47,7 +60,7 @@ fn a_consumer_that_never_reads_delays_nobody() {
         .collect();
 
     let mut publisher = server.publisher();
-    for i in 1..=MESSAGES {
+    for i in 1..=messages {
         let channel = if i % 2 == 1 { "A" } else { "B" };
         assert_eq!(publisher.publish_ok(channel, &data(i)), i.div_ceil(2));
     }

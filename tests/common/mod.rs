@@ -313,6 +313,8 @@ pub fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Head {
 pub fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> (u16, Headers, String) {
     let head = read_head(stream, buf);
     let body = match header(&head.headers, "content-length") {
+        // 1xx answers have no body (RFC 9112 6.3).
+        _ if head.status < 200 => Vec::new(),
         Some(len) => {
             let len: usize = len.parse().expect("numeric Content-Length");
             read_at_least(stream, buf, len);
