@@ -11,8 +11,9 @@ pub struct Verdict {
     pub ok: bool,
 }
 
+/// Microseconds as milliseconds (the histogram has 3 significant digits anyway).
 fn ms(v: u64) -> f64 {
-    (v as f64 / 1000.0 * 1000.0).round() / 1000.0
+    v as f64 / 1000.0
 }
 
 fn quantiles(h: &Histogram<u64>) -> Value {
@@ -141,17 +142,26 @@ pub fn verdict(name: &str, kind: Kind, o: &Outcome, procs: usize, min_success: f
 
 fn human(name: &str, kind: Kind, o: &Outcome, j: &Value) -> String {
     let f = &j["failed"];
-    let mut s = format!(
-        "halley-bench {name}: {} in {} s\n  connections: {} of {} connected ({}%), \
-         {} per s, time to target {} s\n  failed: {} (refused {}, timeout {}, http_503 {}, \
-         handshake {}, other {}, dropped {})\n  handshake: {}\n",
-        if j["ok"] == true { "PASS" } else { "FAIL" },
-        j["duration_s"],
-        o.connected,
-        o.target,
-        j["success_pct"],
-        j["connections_per_s"],
-        j["time_to_target_s"],
+    let verdict = if j["ok"] == true { "PASS" } else { "FAIL" };
+    let mut s = format!("halley-bench {name}: {verdict} in {} s\n", j["duration_s"]);
+    s += &if kind == Kind::Churn {
+        format!(
+            "  loops: {}, handshakes {}, cycles {} ({}% of attempts)\n",
+            o.target, o.connected, o.cycles, j["success_pct"]
+        )
+    } else {
+        format!(
+            "  connections: {} of {} connected ({}% held), {} per s, time to target {} s\n",
+            o.connected,
+            o.target,
+            j["success_pct"],
+            j["connections_per_s"],
+            j["time_to_target_s"],
+        )
+    };
+    s += &format!(
+        "  failed: {} (refused {}, timeout {}, http_503 {}, handshake {}, other {}, \
+         dropped {})\n  handshake: {}\n",
         f["total"],
         f["refused"],
         f["timeout"],
