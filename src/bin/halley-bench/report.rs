@@ -152,11 +152,7 @@ fn human(name: &str, kind: Kind, o: &Outcome, j: &Value) -> String {
     } else {
         format!(
             "  connections: {} of {} connected ({}% held), {} per s, time to target {} s\n",
-            o.connected,
-            o.target,
-            j["success_pct"],
-            j["connections_per_s"],
-            j["time_to_target_s"],
+            o.connected, o.target, j["success_pct"], j["connections_per_s"], j["time_to_target_s"],
         )
     };
     s += &format!(
