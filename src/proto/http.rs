@@ -62,7 +62,13 @@ pub fn parse_client_request(buf: &[u8], routes: Routes) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     let head_len = match request.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
+        Ok(httparse::Status::Complete(_)) => {
+            return Parsed::Done {
+                head_len: buf.len(),
+                request: refuse(431, "request head too large"),
+            }
+        }
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
             return Parsed::Done {
                 head_len: buf.len(),

@@ -133,6 +133,18 @@ fn an_endless_head_is_refused_with_431() {
 }
 
 #[test]
+fn a_complete_head_over_the_limit_is_refused_with_431() {
+    let raw = upgrade("/ws", &format!("X-Pad: {}\r\n", "a".repeat(MAX_HEAD)));
+    match parse_client_request(raw.as_bytes(), ROUTES) {
+        Parsed::Done {
+            request: ClientRequest::Refuse(r),
+            ..
+        } => assert_eq!(r.status, 431),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn responses_are_well_formed() {
     let ok = String::from_utf8(switching_protocols("abc=")).unwrap();
     assert!(ok.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
