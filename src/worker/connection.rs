@@ -218,3 +218,18 @@ impl Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The memory budget is about 100 bytes per idle connection all told; the slab
+    /// slot is most of it, so its size is pinned here.
+    #[test]
+    fn a_connection_slot_stays_small() {
+        // mio adds a selector id to each socket in debug builds only.
+        let mio_debug = if cfg!(debug_assertions) { 8 } else { 0 };
+        let size = std::mem::size_of::<Connection>();
+        assert!(size <= 40 + mio_debug, "{size} bytes");
+    }
+}
