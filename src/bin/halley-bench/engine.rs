@@ -94,7 +94,7 @@ fn wait_resolved(live: &Live, count: u64, plan: &Plan) {
     } else {
         0.0
     };
-    let bound = Duration::from_secs_f64(pace + 60.0) + plan.connect_timeout * 2;
+    let bound = crate::stats::secs(pace + 60.0) + plan.connect_timeout * 2;
     let end = Instant::now() + bound;
     while Live::get(&live.resolved) < count && Instant::now() < end {
         thread::sleep(POLL);

@@ -207,7 +207,7 @@ fn run_here(cli: &Cli, s: &Setup) -> Result<Outcome, String> {
         sources,
         channels: c.channels,
         prefix: c.channel_prefix.clone(),
-        connect_timeout: Duration::from_secs_f64(c.connect_timeout),
+        connect_timeout: stats::secs(c.connect_timeout),
         rate: s.plan_rate.max(0.0) / (procs_n * threads) as f64,
         max_pending: (c.max_pending / (procs_n * threads)).max(1),
         messages: s.messages,
@@ -218,7 +218,7 @@ fn run_here(cli: &Cli, s: &Setup) -> Result<Outcome, String> {
         count,
         threads,
         hold: s.hold,
-        timeout: Duration::from_secs_f64(c.timeout),
+        timeout: stats::secs(c.timeout),
     };
     let live = Arc::new(Live::new());
     let emit = if c.child_index.is_some() {

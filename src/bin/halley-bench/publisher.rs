@@ -3,7 +3,7 @@
 //! Publisher `p` posts messages p, p+P, p+2P, … on a global schedule (message i is
 //! due at start + i / rate), each stamped with its send time.
 
-use crate::stats::{add_errors, unix_us, Outcome};
+use crate::stats::{add_errors, secs, unix_us, Outcome};
 use crate::target::Endpoint;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -109,13 +109,14 @@ fn publisher(cfg: &PubCfg, first: u64, step: u64, start: Instant) -> Outcome {
         }
     };
     let _ = stream.set_nodelay(true);
-    let due = |i: u64| start + Duration::from_secs_f64(i as f64 / cfg.rate);
+    // Only consulted when a rate is set.
+    let due = |i: u64| start + secs(i as f64 / cfg.rate);
     let planned = if cfg.rate > 0.0 {
         cfg.messages as f64 / cfg.rate
     } else {
         0.0
     };
-    let hard_end = start + Duration::from_secs_f64(planned * 2.0 + 60.0);
+    let hard_end = start + secs(planned * 2.0 + 60.0);
     let (mut next, mut inflight, mut done) = (first, 0u64, 0u64);
     let mut wbuf = Vec::new();
     let mut rbuf = Vec::new();
@@ -146,8 +147,10 @@ fn publisher(cfg: &PubCfg, first: u64, step: u64, start: Instant) -> Outcome {
             }
         }
         if inflight == 0 {
-            // Only the rate holds us back: sleep until the next message is due.
-            thread::sleep(due(next).saturating_duration_since(Instant::now()));
+            if cfg.rate > 0.0 && next < cfg.messages {
+                // Only the rate holds us back: sleep until the next message is due.
+                thread::sleep(due(next).saturating_duration_since(Instant::now()));
+            }
             continue;
         }
         // Wake up in time for the next due message even while answers are pending.

@@ -117,8 +117,11 @@ struct Reactor {
     /// Connections in connect or handshake.
     pending: usize,
     rng: u64,
-    /// Churn loops waiting to start their next cycle: (not before, slot).
-    queue: VecDeque<(Instant, usize)>,
+    /// Churn loops whose cycle ended well: restart now.
+    again: VecDeque<usize>,
+    /// Churn loops whose cycle failed: restart after the backoff. One fixed delay, so
+    /// pushing at the back keeps it ordered by time.
+    backoff: VecDeque<(Instant, usize)>,
     closing_all: bool,
     // Deltas not yet added to `live`.
     flushed_messages: u64,
@@ -172,7 +175,8 @@ pub fn run(
         out,
         pending: 0,
         rng: unix_us() ^ ((first as u64) << 32) | 1,
-        queue: VecDeque::new(),
+        again: VecDeque::new(),
+        backoff: VecDeque::new(),
         closing_all: false,
         flushed_messages: 0,
         flushed_deliveries: 0,
@@ -262,7 +266,8 @@ impl Reactor {
     /// Starts the first cycle of each loop, then restarts loops whose cycle ended.
     fn open_churn(&mut self, first: usize, count: usize, opened: &mut usize, now: Instant) -> bool {
         if now >= self.plan.churn_until {
-            self.queue.clear();
+            self.again.clear();
+            self.backoff.clear();
             return false;
         }
         let mut batch = 0;
@@ -272,16 +277,22 @@ impl Reactor {
             batch += 1;
         }
         while batch < OPEN_BATCH && self.pending < self.plan.max_pending {
-            match self.queue.front() {
+            let slot = match self.backoff.front() {
                 Some(&(when, slot)) if when <= now => {
-                    self.queue.pop_front();
-                    self.open(slot, now);
-                    batch += 1;
+                    self.backoff.pop_front();
+                    slot
                 }
-                _ => break,
-            }
+                _ => match self.again.pop_front() {
+                    Some(slot) => slot,
+                    None => break,
+                },
+            };
+            self.open(slot, now);
+            batch += 1;
         }
-        *opened < count || self.queue.front().is_some_and(|&(w, _)| w <= now)
+        *opened < count
+            || !self.again.is_empty()
+            || self.backoff.front().is_some_and(|&(w, _)| w <= now)
     }
 
     fn path(&self, slot: usize) -> String {
@@ -426,11 +437,10 @@ impl Reactor {
 
     fn requeue(&mut self, slot: usize, after: Duration) {
         if self.plan.kind == Kind::Churn && !self.closing_all {
-            self.queue.push_back((Instant::now() + after, slot));
-            // Failures back off, successes do not: keep the queue ordered by time.
-            if after.is_zero() && self.queue.len() > 1 {
-                let v = self.queue.make_contiguous();
-                v.sort_by_key(|&(w, _)| w);
+            if after.is_zero() {
+                self.again.push_back(slot);
+            } else {
+                self.backoff.push_back((Instant::now() + after, slot));
             }
         }
     }
@@ -457,7 +467,8 @@ impl Reactor {
 
     fn close_all(&mut self) {
         self.closing_all = true;
-        self.queue.clear();
+        self.again.clear();
+        self.backoff.clear();
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             let mask = self.mask();

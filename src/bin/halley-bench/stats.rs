@@ -16,6 +16,12 @@ pub fn unix_us() -> u64 {
         .unwrap_or(0)
 }
 
+/// Seconds as a Duration that is safe to add to an Instant: negative or NaN is 0,
+/// huge is capped at about three years.
+pub fn secs(v: f64) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(if v.is_nan() { 0.0 } else { v.clamp(0.0, 1e8) })
+}
+
 /// Latencies in microseconds, 1 µs to 1 hour, 3 significant digits.
 pub fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
