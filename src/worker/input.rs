@@ -13,11 +13,15 @@ use crate::proto::ws::{self, Decoded, Event};
 /// A kept tail whose buffer is this many times larger than its content is copied
 /// into a right-sized one, so a burst does not leave a large buffer behind.
 const SHRINK_RATIO: usize = 4;
+/// Full reads one connection may do per turn before the others get their turn; a
+/// client that keeps its socket full is resumed on the next turn.
+const READS_PER_TURN: usize = 16;
 
 impl Worker {
-    /// Reads until the socket is drained (edge-triggered readiness).
+    /// Reads until the socket is drained (edge-triggered readiness), or until this
+    /// connection has had its share of the turn.
     pub(super) fn on_readable(&mut self, key: usize) {
-        loop {
+        for _ in 0..READS_PER_TURN {
             if !self.is_live(key) {
                 return;
             }
@@ -44,6 +48,17 @@ impl Worker {
             if read < self.scratch.len() {
                 return;
             }
+        }
+        // No new edge will come for data already waiting: resume next turn.
+        self.unfinished_reads.push(key);
+    }
+
+    /// Continues the reads cut short last turn.
+    pub(super) fn resume_reads(&mut self) {
+        let keys = std::mem::take(&mut self.resumed_reads);
+        self.resumed_reads = std::mem::replace(&mut self.unfinished_reads, keys);
+        while let Some(key) = self.resumed_reads.pop() {
+            self.on_readable(key);
         }
     }
 

@@ -74,6 +74,9 @@ pub struct Worker {
     publications: Vec<Publication>,
     /// Connections to remove at the end of this turn.
     doomed: Vec<usize>,
+    /// Connections whose socket still holds data after their share of a turn.
+    unfinished_reads: Vec<usize>,
+    resumed_reads: Vec<usize>,
     counters: WorkerCounters,
     started: Instant,
     /// Seconds since `started`, read once per turn.
@@ -104,6 +107,8 @@ impl Worker {
             mail: Vec::new(),
             publications: Vec::new(),
             doomed: Vec::new(),
+            unfinished_reads: Vec::new(),
+            resumed_reads: Vec::new(),
             counters: WorkerCounters::default(),
             started: Instant::now(),
             now: 0,
@@ -116,7 +121,9 @@ impl Worker {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = if self.shutdown_deadline.is_some() {
+            let timeout = if !self.unfinished_reads.is_empty() {
+                Duration::ZERO
+            } else if self.shutdown_deadline.is_some() {
                 Duration::from_millis(50)
             } else {
                 self.until_next_sweep()
@@ -141,6 +148,7 @@ impl Worker {
                     self.on_readable(key);
                 }
             }
+            self.resume_reads();
             self.read_inbox();
             self.fan_out();
             if self.now >= self.next_sweep {
