@@ -2,6 +2,7 @@
 //! thread, the API thread and the ticker, then waits for SIGINT or SIGTERM.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
@@ -18,8 +19,45 @@ use crate::stats::{console, Shared};
 use crate::worker::inbox::{Inbox, Mail};
 use crate::worker::{Settings, Worker, WAKER};
 
+/// A started server: its listeners are bound and its threads running.
+#[derive(Debug)]
+pub struct Running {
+    pub shared: Arc<Shared>,
+    pub client_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    inboxes: Vec<Arc<Inbox>>,
+    stop_accepting: Waker,
+    acceptor: JoinHandle<std::io::Result<()>>,
+    workers: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+/// Runs the server until SIGINT or SIGTERM, then shuts it down.
 pub fn run(config: Config) -> Result<(), String> {
+    // Registered first, so that a signal arriving during start-up is not lost.
     let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(|e| format!("signals: {e}"))?;
+    let running = start(&config)?;
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "halley listening: clients={} api={} workers={}",
+            running.client_addr, running.api_addr, config.workers
+        );
+        let _ = out.flush();
+    }
+    if let Some(signal) = signals.forever().next() {
+        eprintln!(
+            "halley: signal {signal}: closing every connection (at most {}s)",
+            config.shutdown_timeout_s
+        );
+    }
+    running.shutdown();
+    eprintln!("halley: stopped");
+    Ok(())
+}
+
+/// Binds the listeners and starts every thread (also used in-process by benches).
+pub fn start(config: &Config) -> Result<Running, String> {
     let (soft, hard) = limits::raise_open_files();
     if config.max_connections as u64 + FD_MARGIN > soft {
         eprintln!(
@@ -46,7 +84,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let hub = Arc::new(Hub::new(inboxes.clone()));
     let shared = Arc::new(Shared::new(hub, config.workers));
 
-    let workers = start_workers(&config, polls, &inboxes, &shared)?;
+    let workers = start_workers(config, polls, &inboxes, &shared)?;
     let (acceptor, stop_accepting) = Acceptor::new(
         clients,
         inboxes.clone(),
@@ -64,33 +102,30 @@ pub fn run(config: Config) -> Result<(), String> {
         console::run_ticker(ticker_shared, print_stats);
         Ok(())
     })?;
+    Ok(Running {
+        shared,
+        client_addr,
+        api_addr,
+        inboxes,
+        stop_accepting,
+        acceptor,
+        workers,
+    })
+}
 
-    {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(
-            out,
-            "halley listening: clients={client_addr} api={api_addr} workers={}",
-            config.workers
-        );
-        let _ = out.flush();
+impl Running {
+    /// Stops accepting, has every worker close its clients with 1001 (bounded by
+    /// --shutdown-timeout), and waits for the workers.
+    pub fn shutdown(self) {
+        let _ = self.stop_accepting.wake();
+        let _ = self.acceptor.join();
+        for inbox in &self.inboxes {
+            inbox.push(Mail::Shutdown);
+        }
+        for worker in self.workers {
+            let _ = worker.join();
+        }
     }
-
-    if let Some(signal) = signals.forever().next() {
-        eprintln!(
-            "halley: signal {signal}: closing every connection (at most {}s)",
-            config.shutdown_timeout_s
-        );
-    }
-    let _ = stop_accepting.wake();
-    let _ = acceptor.join();
-    for inbox in &inboxes {
-        inbox.push(Mail::Shutdown);
-    }
-    for worker in workers {
-        let _ = worker.join();
-    }
-    eprintln!("halley: stopped");
-    Ok(())
 }
 
 fn start_workers(
