@@ -234,6 +234,16 @@ def main(argv):
     if meta.get("api_expected") == "yes":
         check(bool(stats), "GET /api/stats sampled during the run",
               f"{len(stats)} samples in api-stats.log")
+    if len(stats) >= 2:
+        # server-side error counters (Halley's /api/stats); deltas over the run so that a
+        # long-running server's history does not count
+        first, last = stats[0][1], stats[-1][1]
+        grew = {k: last[k] - first.get(k, 0) for k in last
+                if isinstance(last[k], int) and re.search(
+                    r"(errors|drops|rejected|timeouts)_total$", k)
+                and last[k] - first.get(k, 0) > 0}
+        check(not grew, "server error counters did not move (/api/stats)",
+              ", ".join(f"{k}+={v}" for k, v in sorted(grew.items())))
     peak_online, peak_sample, base_sample = 0, None, None
     if stats:
         base_sample = stats[0][1]
@@ -301,7 +311,7 @@ def main(argv):
         last = stats[-1][1]
         rss = peak_sample.get("rss_bytes", 0)
         line = (f"server        peak online {peak_online}, rss at peak {rss / 1048576:.1f} MiB")
-        if peak_online:
+        if peak_online >= 1000:
             line += f" = {rss / peak_online / 1024:.2f} KiB/connection"
             base_rss = base_sample.get("rss_bytes", 0)
             if base_rss and base_sample.get("online", 0) == 0:
@@ -314,6 +324,14 @@ def main(argv):
             if t1 > t0:
                 best = max(best, (b.get("connections_total", 0) - a.get("connections_total", 0))
                            * 1000.0 / (t1 - t0))
+        grow = [(t, s.get("connections_total", 0)) for t, s in stats]
+        moving = [i for i in range(1, len(grow)) if grow[i][1] > grow[i - 1][1]]
+        if moving:
+            i0, i1 = moving[0] - 1, moving[-1]
+            span = (grow[i1][0] - grow[i0][0]) / 1000.0
+            if span > 0:
+                print(f"server        new connections: {grow[i1][1] - grow[i0][1]} in {span:.0f} s"
+                      f" = {(grow[i1][1] - grow[i0][1]) / span:.0f}/s mean over the arrival window")
         print(f"server        connections_total {last.get('connections_total')}, "
               f"published_total {last.get('published_total')}, delivered_total "
               f"{last.get('delivered_total')}, peak new connections {best:.0f}/s")

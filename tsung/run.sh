@@ -89,6 +89,16 @@ else
 fi
 [ -z "$API" ] || [[ "$API" =~ ^[^:]+:[0-9]+$ ]] || die "--api HOST:PORT"
 
+knob_names() { grep -Eo '<!ENTITY[[:space:]]+[A-Za-z_][A-Za-z0-9_]*' "$1" | awk '{print $2}' | tr '\n' ' '; }
+for kv in "${KNOBS[@]}"; do   # fail before creating anything
+    [[ "$kv" == *=* ]] || die "--set NAME=VALUE (got '$kv')"
+    case " $(knob_names "$SCENARIO") " in
+        *" ${kv%%=*} "*) ;;
+        *) die "$(basename "$SCENARIO") has no knob '${kv%%=*}' (knobs: $(knob_names "$SCENARIO"))" ;;
+    esac
+    [[ "${kv#*=}" =~ ^[A-Za-z0-9._:/-]*$ ]] || die "bad value in '$kv'"
+done
+
 NAME=$(basename "$SCENARIO" .xml)
 mkdir -p "$LOGROOT"
 RUN=$(cd "$LOGROOT" && pwd)/$NAME-$(date +%Y%m%d-%H%M%S)-$$
@@ -149,6 +159,11 @@ ulimit -n "$HARD" || true
 [ "$MAXUSERS" -lt "$HARD" ] || die "--maxusers must be below the open-file limit ($HARD)"
 
 # ---------------------------------------------------------------- hosts
+if command -v curl >/dev/null; then
+    HTTP_GET=(curl -s -m 2)
+else
+    HTTP_GET=("$PY" -c 'import sys, urllib.request as u; sys.stdout.write(u.urlopen(sys.argv[1], timeout=2).read().decode())')
+fi
 if [ "$MODE" = netns ]; then
     SUBNET=10.200.0
     SRV_IP=$SUBNET.1
@@ -218,13 +233,13 @@ if [ "$MODE" = netns ]; then
     CLIENTS_ADDR=$(sed -n 's/.*clients=\([^ ]*\).*/\1/p' <<<"$STARTUP")
     API=$(sed -n 's/.*api=\([^ ]*\).*/\1/p' <<<"$STARTUP")
     SERVER_HOST=${CLIENTS_ADDR%:*} SERVER_PORT=${CLIENTS_ADDR##*:}
-    STATS_CMD=("${IN_SRV[@]}" curl -s -m 2 "http://$API/api/stats")
+    STATS_CMD=("${IN_SRV[@]}" "${HTTP_GET[@]}" "http://$API/api/stats")
 else
     SERVER_HOST=${SERVER%:*} SERVER_PORT=${SERVER##*:}
     CLI_IPS=()
     for a in ${CLIENT_IPS//,/ }; do CLI_IPS+=("$a"); done
     IN_SRV=() IN_CLI=()
-    STATS_CMD=(curl -s -m 2 "http://$API/api/stats")
+    STATS_CMD=("${HTTP_GET[@]}" "http://$API/api/stats")
     EPMD_BEFORE=$(ps -C epmd -o pid= 2>/dev/null | tr '\n' ' ' || true)
     log "remote server $SERVER_HOST:$SERVER_PORT, api $API, source addresses: ${CLI_IPS[*]:-default}"
     if [ "$(sed 's/\s\+/ /' /proc/sys/net/ipv4/ip_local_port_range)" = "32768 60999" ]; then
@@ -240,8 +255,10 @@ cp "$SCENARIO" "$XML"
 set_knob() {  # set_knob NAME VALUE: rewrite <!ENTITY NAME "..."> in the copy
     local k=$1 v=$2
     [[ "$k" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "bad knob name '$k'"
-    grep -Eq "<!ENTITY[[:space:]]+$k[[:space:]]" "$XML" \
-        || die "$NAME has no knob '$k' (its <!ENTITY> lines: $(grep -Eo '<!ENTITY [a-z_]+' "$XML" | cut -d' ' -f2 | tr '\n' ' '))"
+    case " $(knob_names "$XML") " in
+        *" $k "*) ;;
+        *) die "$NAME has no knob '$k' (knobs: $(knob_names "$XML"))" ;;
+    esac
     if [ "$k" != client_ips ]; then
         [[ "$v" =~ ^[A-Za-z0-9._:/-]*$ ]] || die "bad value for $k: '$v'"
     fi
@@ -261,16 +278,13 @@ EOF
 }
 IPS_XML=""
 for a in "${CLI_IPS[@]}"; do IPS_XML+="<ip value=\"$a\"/>"; done
-set_knob client_host "$(hostname -s)"
+set_knob client_host "$(uname -n | cut -d. -f1)"   # erl -sname's host part
 set_knob client_ips "$IPS_XML"
 set_knob maxusers "$MAXUSERS"
 set_knob server_host "$SERVER_HOST"
 set_knob server_port "$SERVER_PORT"
 set_knob api "$API"
-for kv in "${KNOBS[@]}"; do
-    [[ "$kv" == *=* ]] || die "--set NAME=VALUE"
-    set_knob "${kv%%=*}" "${kv#*=}"
-done
+for kv in "${KNOBS[@]}"; do set_knob "${kv%%=*}" "${kv#*=}"; done
 knob() { sed -n "s/.*<!ENTITY[[:space:]]\+$1[[:space:]]\+[\"']\([^\"']*\)[\"'].*/\1/p" "$XML" | head -1; }
 USERS=$(knob users)
 MAXDUR=$(knob max_duration)
@@ -290,7 +304,7 @@ fi
         if s=$("${STATS_CMD[@]}" 2>/dev/null) && [ -n "$s" ]; then
             echo "$(date +%s%3N) $(tr -d '\n' <<<"$s")" >> "$RUN/api-stats.log"
             if [ "$MODE" = remote ] && [ $((n % 5)) = 0 ]; then
-                echo "[api] $(tr -d '\n' <<<"$s" | cut -c1-160)"
+                echo "[api] $(grep -oE '"(uptime_s|online|connections_total|delivered_total|rss_bytes)":[0-9]+' <<<"$s" | tr -d '"' | tr '\n' ' ')"
             fi
         fi
         n=$((n + 1))
