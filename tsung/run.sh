@@ -109,7 +109,7 @@ meta scenario "$NAME"
 meta mode "$MODE"
 
 # ---------------------------------------------------------------- cleanup
-NS_SRV="" NS_CLI="" SRV_PID="" SAMPLER_PID="" TSUNG_PID="" EPMD_BEFORE=""
+NS_SRV="" NS_CLI="" VS="" SRV_PID="" SAMPLER_PID="" TSUNG_PID="" EPMD_BEFORE=""
 CLEANED=0
 kill_wait() {  # kill_wait PID...: TERM, wait up to 5 s, then KILL
     local p i
@@ -138,6 +138,8 @@ cleanup() {
         [ -n "$p" ] && kill_wait $p
         ip netns del "$ns" 2>/dev/null
     done
+    # a veth pair still in this namespace (set-up failed half way); the name is ours
+    [ -n "$VS" ] && ip link show "$VS" >/dev/null 2>&1 && ip link del "$VS" 2>/dev/null
     if [ "$MODE" = remote ]; then
         # epmd is started by tsung (erl) and outlives it; stop it only if this run
         # started it (it was not running before)
