@@ -80,7 +80,7 @@ pub struct ServeArgs {
 }
 
 /// The resolved configuration the server runs with.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Config {
     pub listen: SocketAddr,
     pub api_listen: SocketAddr,

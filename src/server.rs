@@ -17,7 +17,7 @@ use crate::limits;
 use crate::pubsub::hub::Hub;
 use crate::stats::{console, Shared};
 use crate::worker::inbox::{Inbox, Mail};
-use crate::worker::{Settings, Worker, WAKER};
+use crate::worker::{Worker, WAKER};
 
 /// A started server: its listeners are bound and its threads running.
 #[derive(Debug)]
@@ -84,7 +84,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
     let hub = Arc::new(Hub::new(inboxes.clone()));
     let shared = Arc::new(Shared::new(hub, config.workers));
 
-    let workers = start_workers(config, polls, &inboxes, &shared)?;
+    let workers = start_workers(*config, polls, &inboxes, &shared)?;
     let (acceptor, stop_accepting) = Acceptor::new(
         clients,
         inboxes.clone(),
@@ -129,7 +129,7 @@ impl Running {
 }
 
 fn start_workers(
-    config: &Config,
+    config: Config,
     polls: Vec<Poll>,
     inboxes: &[Arc<Inbox>],
     shared: &Arc<Shared>,
@@ -139,7 +139,6 @@ fn start_workers(
     } else {
         Vec::new()
     };
-    let settings = Settings::from_config(config);
     let mut handles = Vec::with_capacity(polls.len());
     for (id, poll) in polls.into_iter().enumerate() {
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
@@ -149,7 +148,7 @@ fn start_workers(
             if let Some(core) = core {
                 core_affinity::set_for_current(core);
             }
-            Worker::new(id, poll, inbox, shared, settings).run()
+            Worker::new(id, poll, inbox, shared, config).run()
         })?);
     }
     Ok(handles)

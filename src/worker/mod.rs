@@ -30,34 +30,6 @@ const SCRATCH_BYTES: usize = 64 * 1024;
 /// How long a closing connection may take to answer our close or FIN.
 const CLOSE_TIMEOUT_S: u32 = 5;
 
-/// The parts of the configuration a worker needs.
-#[derive(Debug, Clone, Copy)]
-pub struct Settings {
-    pub echo: bool,
-    pub client_publish: bool,
-    pub max_message_size: usize,
-    pub max_subscriptions: usize,
-    pub ping_interval_s: u32,
-    pub idle_timeout_s: u32,
-    pub handshake_timeout_s: u32,
-    pub shutdown_timeout_s: u32,
-}
-
-impl Settings {
-    pub fn from_config(config: &Config) -> Settings {
-        Settings {
-            echo: config.echo,
-            client_publish: config.client_publish,
-            max_message_size: config.max_message_size,
-            max_subscriptions: config.max_subscriptions,
-            ping_interval_s: config.ping_interval_s,
-            idle_timeout_s: config.idle_timeout_s,
-            handshake_timeout_s: config.handshake_timeout_s,
-            shutdown_timeout_s: config.shutdown_timeout_s,
-        }
-    }
-}
-
 #[derive(Debug)]
 pub struct Worker {
     id: usize,
@@ -66,7 +38,7 @@ pub struct Worker {
     hub: Arc<Hub>,
     shared: Arc<Shared>,
     stats: Arc<WorkerStats>,
-    settings: Settings,
+    settings: Config,
     conns: Slab<Connection>,
     topics: Topics,
     scratch: Vec<u8>,
@@ -91,7 +63,7 @@ impl Worker {
         poll: Poll,
         inbox: Arc<Inbox>,
         shared: Arc<Shared>,
-        settings: Settings,
+        settings: Config,
     ) -> Worker {
         Worker {
             id,
