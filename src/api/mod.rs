@@ -82,7 +82,6 @@ impl Api {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
-                    let _ = stream.set_nodelay(true);
                     let entry = self.conns.vacant_entry();
                     let token = Token(entry.key());
                     let interest = Interest::READABLE | Interest::WRITABLE;
