@@ -3,7 +3,7 @@
 //! frames go to a callback, and the reactor decides what they mean.
 
 use crate::check::SeqCheck;
-use crate::stats::Cause;
+use crate::stats::{unix_us, Cause};
 use crate::ws::{self, Decoded, Handshake};
 use mio::net::TcpStream;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -170,7 +170,7 @@ impl Conn {
         scratch: &mut [u8],
         mask: [u8; 4],
         closed: bool,
-        on_text: &mut impl FnMut(&mut Meta, &[u8]) -> TextAction,
+        on_text: &mut impl FnMut(&mut Meta, &[u8], u64) -> TextAction,
     ) -> Step {
         let mut step = Step::default();
         if self.phase == Phase::Connecting {
@@ -202,7 +202,9 @@ impl Conn {
                     return step;
                 }
                 Ok(n) => {
-                    if let Err(end) = self.absorb(&scratch[..n], mask, &mut step, on_text) {
+                    // Every frame of one read arrived at the same moment: one clock read.
+                    let now_us = unix_us();
+                    if let Err(end) = self.absorb(&scratch[..n], now_us, mask, &mut step, on_text) {
                         step.end = Some(end);
                         return step;
                     }
@@ -252,17 +254,18 @@ impl Conn {
     fn absorb(
         &mut self,
         data: &[u8],
+        now_us: u64,
         mask: [u8; 4],
         step: &mut Step,
-        on_text: &mut impl FnMut(&mut Meta, &[u8]) -> TextAction,
+        on_text: &mut impl FnMut(&mut Meta, &[u8], u64) -> TextAction,
     ) -> Result<(), End> {
         if self.rbuf.is_empty() {
-            let used = self.process(data, mask, step, on_text)?;
+            let used = self.process(data, now_us, mask, step, on_text)?;
             self.rbuf.extend_from_slice(&data[used..]);
         } else {
             let mut buf = std::mem::take(&mut self.rbuf);
             buf.extend_from_slice(data);
-            let used = self.process(&buf, mask, step, on_text)?;
+            let used = self.process(&buf, now_us, mask, step, on_text)?;
             buf.drain(..used);
             self.rbuf = if buf.is_empty() { Vec::new() } else { buf };
         }
@@ -273,9 +276,10 @@ impl Conn {
     fn process(
         &mut self,
         buf: &[u8],
+        now_us: u64,
         mask: [u8; 4],
         step: &mut Step,
-        on_text: &mut impl FnMut(&mut Meta, &[u8]) -> TextAction,
+        on_text: &mut impl FnMut(&mut Meta, &[u8], u64) -> TextAction,
     ) -> Result<usize, End> {
         let mut pos = 0;
         if self.phase == Phase::Handshaking {
@@ -306,7 +310,7 @@ impl Conn {
                     consumed,
                 } => {
                     pos += consumed;
-                    self.on_frame(opcode, payload, mask, on_text)?;
+                    self.on_frame(opcode, payload, now_us, mask, on_text)?;
                 }
             }
         }
@@ -316,12 +320,13 @@ impl Conn {
         &mut self,
         opcode: OpCode,
         payload: &[u8],
+        now_us: u64,
         mask: [u8; 4],
-        on_text: &mut impl FnMut(&mut Meta, &[u8]) -> TextAction,
+        on_text: &mut impl FnMut(&mut Meta, &[u8], u64) -> TextAction,
     ) -> Result<(), End> {
         match opcode {
             OpCode::Data(Data::Text) | OpCode::Data(Data::Binary) => {
-                match on_text(&mut self.meta, payload) {
+                match on_text(&mut self.meta, payload, now_us) {
                     TextAction::Continue => {}
                     TextAction::Close => {
                         if let Some(end) = self.start_close(mask) {
