@@ -13,12 +13,39 @@ pub struct Push {
     pub i: u64,
 }
 
+/// The value of 8 ASCII digits loaded little-endian (first digit in the low byte), or
+/// None when any of the 8 bytes is not a digit.
+#[inline]
+fn eight_digits(x: u64) -> Option<u64> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // Each byte is 0x30..=0x39 exactly when its high nibble is 3 and adding 6 does
+    // not carry into it.
+    if x & (0xF0 * ONES) != 0x30 * ONES
+        || (x.wrapping_add(0x06 * ONES) & (0xF0 * ONES)) != 0x30 * ONES
+    {
+        return None;
+    }
+    let v = x & (0x0F * ONES);
+    let v = (v.wrapping_mul(10) + (v >> 8)) & 0x00FF_00FF_00FF_00FF;
+    let v = (v.wrapping_mul(100) + (v >> 16)) & 0x0000_FFFF_0000_FFFF;
+    Some((v.wrapping_mul(10_000) + (v >> 32)) & 0xFFFF_FFFF)
+}
+
 /// The unsigned decimal at the start of `p` and its digit count: at most 19 digits,
-/// so it cannot overflow.
+/// so it cannot overflow. Eight digits at a time while they last (the timestamps
+/// have 16), then one by one.
 #[inline]
 fn leading_u64(p: &[u8]) -> Option<(u64, usize)> {
     let mut v = 0u64;
     let mut n = 0;
+    while n + 8 <= 16 {
+        let Some(chunk) = p.get(n..n + 8) else { break };
+        let Some(d) = eight_digits(u64::from_le_bytes(chunk.try_into().ok()?)) else {
+            break;
+        };
+        v = v * 100_000_000 + d;
+        n += 8;
+    }
     while let Some(&b) = p.get(n) {
         if !b.is_ascii_digit() {
             break;
@@ -182,6 +209,43 @@ mod tests {
             parse_push(br#"{"channel":"c","seq":1,"data":{"t":1}}"#),
             None
         );
+        for text in [
+            "0",
+            "7",
+            "12345678",
+            "123456789",
+            "1700000000000000",
+            "17000000000000001",
+        ] {
+            let mut b = text.as_bytes().to_vec();
+            b.extend_from_slice(b",x");
+            assert_eq!(leading_u64(&b), Some((text.parse().unwrap(), text.len())));
+        }
+        assert_eq!(leading_u64(b"1234567:"), Some((1234567, 7)));
+        assert_eq!(leading_u64(b"12345678/0"), Some((12345678, 8)));
+        assert_eq!(leading_u64(b"x1"), None);
+        assert_eq!(leading_u64(b"99999999999999999999"), None);
+        assert_eq!(
+            leading_u64(b"9999999999999999999"),
+            Some((9_999_999_999_999_999_999, 19))
+        );
+        assert_eq!(eight_digits(u64::from_le_bytes(*b"1234567:")), None);
+        assert_eq!(eight_digits(u64::from_le_bytes(*b"/1234567")), None);
+        assert_eq!(
+            eight_digits(u64::from_le_bytes(*b"09876543")),
+            Some(9876543)
+        );
+        for pos in 0..8 {
+            for byte in 0..=255u8 {
+                let mut b = *b"31415926";
+                b[pos] = byte;
+                let want = std::str::from_utf8(&b)
+                    .ok()
+                    .filter(|t| t.bytes().all(|c| c.is_ascii_digit()))
+                    .map(|t| t.parse::<u64>().unwrap());
+                assert_eq!(eight_digits(u64::from_le_bytes(b)), want, "{b:?}");
+            }
+        }
         assert_eq!(find(b"ab\"x\"", b"\"x\""), Some(2));
         assert_eq!(find(b"\"x", b"\"x\""), None);
         assert_eq!(messages_for_channel(0, 2, 5), 3);

@@ -250,7 +250,9 @@ impl Conn {
     }
 
     /// Adds freshly read bytes; decodes straight from `data` when nothing is buffered
-    /// so that idle connections keep no read buffer.
+    /// so that idle connections keep no read buffer. A buffered frame is completed
+    /// with just the bytes it lacks, then the rest is decoded in place: only an
+    /// incomplete tail is ever copied.
     fn absorb(
         &mut self,
         data: &[u8],
@@ -259,16 +261,31 @@ impl Conn {
         step: &mut Step,
         on_text: &mut impl FnMut(&mut Meta, &[u8], u64) -> TextAction,
     ) -> Result<(), End> {
-        if self.rbuf.is_empty() {
-            let used = self.process(data, now_us, mask, step, on_text)?;
-            self.rbuf.extend_from_slice(&data[used..]);
-        } else {
+        let mut data = data;
+        if !self.rbuf.is_empty() {
             let mut buf = std::mem::take(&mut self.rbuf);
-            buf.extend_from_slice(data);
-            let used = self.process(&buf, now_us, mask, step, on_text)?;
-            buf.drain(..used);
-            self.rbuf = if buf.is_empty() { Vec::new() } else { buf };
+            if self.phase == Phase::Handshaking {
+                buf.extend_from_slice(data);
+                data = &[];
+                let used = self.process(&buf, now_us, mask, step, on_text)?;
+                buf.drain(..used);
+            }
+            // Bounded: each turn moves at least one byte out of `data`.
+            while !buf.is_empty() && !data.is_empty() {
+                let take = ws::missing(&buf).clamp(1, data.len());
+                buf.extend_from_slice(&data[..take]);
+                data = &data[take..];
+                let used = self.process(&buf, now_us, mask, step, on_text)?;
+                buf.drain(..used);
+            }
+            if !buf.is_empty() {
+                // `data` is used up.
+                self.rbuf = buf;
+                return Ok(());
+            }
         }
+        let used = self.process(data, now_us, mask, step, on_text)?;
+        self.rbuf.extend_from_slice(&data[used..]);
         Ok(())
     }
 
