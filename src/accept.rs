@@ -75,12 +75,7 @@ impl Acceptor {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(16);
         loop {
-            if let Err(e) = self.poll.poll(&mut events, None) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
+            crate::reactor::wait(&mut self.poll, &mut events, None)?;
             for event in events.iter() {
                 match event.token() {
                     STOP => return Ok(()),

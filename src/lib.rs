@@ -8,6 +8,7 @@ pub mod config;
 pub mod limits;
 pub mod proto;
 pub mod pubsub;
+pub mod reactor;
 pub mod server;
 pub mod stats;
 pub mod worker;

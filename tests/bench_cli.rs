@@ -1,97 +1,34 @@
 //! End-to-end tests of `halley-bench` against the real `halley` server, at small
 //! scale. They assert on the JSON verdict (counts, causes), never on speed.
-//! Self-contained on purpose: the shared helpers in tests/common/ belong to the
-//! server's tests.
+
+mod common;
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// A `halley serve` on ephemeral ports, killed when dropped.
-struct Server {
-    child: Child,
-    clients: String,
-    api: String,
+/// A server with pings and idle timeouts off (the bench never answers pings).
+fn start(extra: &[&str]) -> common::Server {
+    let mut args = vec!["--ping-interval", "0", "--idle-timeout", "0"];
+    args.extend_from_slice(extra);
+    common::Server::start(&args)
 }
 
-impl Server {
-    fn start(extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_halley"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--api-listen",
-                "127.0.0.1:0",
-            ])
-            .args([
-                "--stats",
-                "false",
-                "--ping-interval",
-                "0",
-                "--idle-timeout",
-                "0",
-            ])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn halley");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        // Keeps draining stdout after the start-up line so the server never blocks on it.
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = match rx.recv_timeout(left) {
-                Ok(l) => l,
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("halley printed no start-up line within 20 s");
-                }
-            };
-            if let Some(rest) = line.strip_prefix("halley listening: ") {
-                let field = |k: &str| {
-                    rest.split_whitespace()
-                        .find_map(|f| f.strip_prefix(k))
-                        .unwrap_or_else(|| panic!("no {k} in {line:?}"))
-                        .to_string()
-                };
-                let (clients, api) = (field("clients="), field("api="));
-                field("workers=");
-                return Server {
-                    child,
-                    clients,
-                    api,
-                };
-            }
-        }
-    }
+trait Urls {
+    fn url(&self) -> String;
+    fn api_url(&self) -> String;
+}
 
+impl Urls for common::Server {
     fn url(&self) -> String {
-        format!("ws://{}", self.clients)
+        format!("ws://{}", self.client_addr)
     }
 
     fn api_url(&self) -> String {
-        format!("http://{}", self.api)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        format!("http://{}", self.api_addr)
     }
 }
 
@@ -150,7 +87,7 @@ fn n(v: &Value, path: &[&str]) -> u64 {
 
 #[test]
 fn hold_200_all_connect() {
-    let s = Server::start(&[]);
+    let s = start(&[]);
     let (code, v) = bench(
         &s.url(),
         &s.api_url(),
@@ -164,7 +101,7 @@ fn hold_200_all_connect() {
 
 #[test]
 fn fanout_200_by_50_delivers_everything_once_in_order() {
-    let s = Server::start(&[]);
+    let s = start(&[]);
     let (code, v) = bench(
         &s.url(),
         &s.api_url(),
@@ -189,7 +126,7 @@ fn fanout_200_by_50_delivers_everything_once_in_order() {
 
 #[test]
 fn fanout_over_channels_with_two_procs() {
-    let s = Server::start(&[]);
+    let s = start(&[]);
     let (code, v) = bench(
         &s.url(),
         &s.api_url(),
@@ -218,7 +155,7 @@ fn fanout_over_channels_with_two_procs() {
 
 #[test]
 fn churn_2s_completes_cycles_without_errors() {
-    let s = Server::start(&[]);
+    let s = start(&[]);
     let (code, v) = bench(
         &s.url(),
         &s.api_url(),
@@ -231,7 +168,7 @@ fn churn_2s_completes_cycles_without_errors() {
 
 #[test]
 fn burst_200_all_connect() {
-    let s = Server::start(&[]);
+    let s = start(&[]);
     let (code, v) = bench(&s.url(), &s.api_url(), &["burst", "--connections", "200"]);
     assert_eq!(n(&v, &["connected"]), 200, "{v}");
     assert_eq!(n(&v, &["failed", "total"]), 0, "{v}");
@@ -260,7 +197,7 @@ fn server_not_running_fails_with_refused() {
 
 #[test]
 fn past_max_connections_fails_with_503() {
-    let s = Server::start(&["--max-connections", "50"]);
+    let s = start(&["--max-connections", "50"]);
     let (code, v) = bench(
         &s.url(),
         &s.api_url(),

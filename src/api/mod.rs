@@ -58,12 +58,7 @@ impl Api {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
         loop {
-            if let Err(e) = self.poll.poll(&mut events, None) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
+            crate::reactor::wait(&mut self.poll, &mut events, None)?;
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),

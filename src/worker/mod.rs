@@ -100,12 +100,7 @@ impl Worker {
             } else {
                 self.until_next_sweep()
             };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
+            crate::reactor::wait(&mut self.poll, &mut events, Some(timeout))?;
             self.now = self.started.elapsed().as_secs() as u32;
             for event in events.iter() {
                 if event.token() == WAKER {
