@@ -212,13 +212,20 @@ pub fn switching_protocols(accept_key: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// An answer that ends the connection, with a plain-text body.
+/// An answer that ends the connection, with a plain-text body. A 426 names the
+/// protocol to upgrade to (RFC 9110), and 400/426 name the WebSocket version this
+/// server speaks (RFC 6455 section 4.4).
 pub fn closing_response(status: u16, body: &str, retry_after_s: Option<u32>) -> Vec<u8> {
     let retry = retry_after_s
         .map(|s| format!("Retry-After: {s}\r\n"))
         .unwrap_or_default();
+    let upgrade = match status {
+        426 => "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
+        400 => "Sec-WebSocket-Version: 13\r\n",
+        _ => "",
+    };
     format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{retry}\
+        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{retry}{upgrade}\
          Connection: close\r\n\r\n{body}",
         status_text(status),
         body.len()

@@ -156,4 +156,9 @@ fn responses_are_well_formed() {
     assert!(busy.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
     assert!(busy.contains("Retry-After: 2\r\n") && busy.contains("Content-Length: 4\r\n"));
     assert!(busy.ends_with("\r\n\r\nbusy"));
+    let upgrade = String::from_utf8(closing_response(426, "upgrade", None)).unwrap();
+    assert!(
+        upgrade.contains("\r\nUpgrade: websocket\r\n")
+            && upgrade.contains("Sec-WebSocket-Version: 13\r\n")
+    );
 }
