@@ -1,4 +1,4 @@
-//! The ticker: once a second it refreshes rates and memory figures and, with
+//! The ticker: once a second it refreshes the rates and, with
 //! `--stats`, prints one console line of at most 100 columns.
 
 use std::io::Write;
@@ -55,8 +55,6 @@ fn tick(shared: &Shared, previous: &mut Previous) -> String {
     let totals: WorkerCounters = shared.totals();
     let rss = memory::rss_bytes();
     let heap = memory::allocated_bytes();
-    shared.rss_bytes.store(rss, Ordering::Relaxed);
-    shared.allocated_bytes.store(heap, Ordering::Relaxed);
     let line = format_line(&Line {
         uptime_s: shared.started.elapsed().as_secs(),
         online: totals.online,

@@ -70,8 +70,6 @@ pub struct Shared {
     pub open_connections: AtomicUsize,
     /// Connections the accept thread had to drop because the process ran out of fds.
     pub emfile_drops: AtomicU64,
-    pub rss_bytes: AtomicU64,
-    pub allocated_bytes: AtomicU64,
 }
 
 impl Shared {
@@ -82,8 +80,6 @@ impl Shared {
             workers: (0..workers).map(|_| Arc::default()).collect(),
             open_connections: AtomicUsize::new(0),
             emfile_drops: AtomicU64::new(0),
-            rss_bytes: AtomicU64::new(0),
-            allocated_bytes: AtomicU64::new(0),
         }
     }
 
