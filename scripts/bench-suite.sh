@@ -24,10 +24,32 @@ for _ in $(seq 1 100); do grep -q "^halley listening" "$log" && break; sleep 0.1
 clients=$(sed -n 's/^halley listening: clients=\([^ ]*\) .*/\1/p' "$log")
 api=$(sed -n 's/.* api=\([^ ]*\) .*/\1/p' "$log")
 
+# Polls /api/stats until killed; prints the server's RSS per connection at the
+# highest online count it saw (total RSS / online, fixed costs included).
+sample_peak() {
+  python3 - "$api" <<'PY'
+import json, sys, time, urllib.request
+peak = (0, 0)
+for _ in range(600):  # at most 60 s
+    try:
+        s = json.load(urllib.request.urlopen(f"http://{sys.argv[1]}/api/stats", timeout=2))
+        if s["online"] > peak[0]:
+            peak = (s["online"], s["rss_bytes"])
+        elif peak[0] and s["online"] < peak[0] // 2:
+            break
+    except OSError:
+        pass
+    time.sleep(0.1)
+online, rss = peak
+print(f"peak online {online}, rss {rss / 1048576:.1f} MiB = {rss / max(online, 1):.0f} B/connection")
+PY
+}
+
 run() { # name, then halley-bench arguments
   local name=$1; shift
   case "$name" in *"$filter"*) ;; *) return 0 ;; esac
-  local before after json client_cpu
+  local before after json client_cpu sampler=""
+  case "$name" in hold*) sample_peak >/tmp/halley-peak.$$ & sampler=$! ;; esac
   before=$(cpu_seconds "$server")
   json=$( { /usr/bin/time -f "%U %S" -o /tmp/halley-bench-time.$$ \
     target/release/halley-bench "$@" --url "ws://$clients" --api "http://$api" --json --quiet || true; } | tail -n 1)
@@ -46,6 +68,7 @@ print(f"{name:<18} ok={v['ok']} connected={v['connected']} failed={v['failed']['
       f"p50={lat.get('p50', 0):.1f} p99={lat.get('p99', 0):.1f} max={lat.get('max', 0):.1f} ms "
       f"cpu server={float(after) - float(before):.2f}s client={client}s")
 PY
+  if [ -n "$sampler" ]; then wait "$sampler"; echo "  $(cat /tmp/halley-peak.$$)"; rm -f /tmp/halley-peak.$$; fi
 }
 
 run hold-10k            hold --connections 10000 --duration 2
