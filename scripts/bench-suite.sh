@@ -49,7 +49,8 @@ run() { # name, then halley-bench arguments
   local name=$1; shift
   case "$name" in *"$filter"*) ;; *) return 0 ;; esac
   local before after json client_cpu sampler=""
-  case "$name" in hold*) sample_peak >/tmp/halley-peak.$$ & sampler=$! ;; esac
+  # Started a second late so that its own start-up does not compete with the ramp.
+  case "$name" in hold*) (sleep 1; sample_peak) >/tmp/halley-peak.$$ & sampler=$! ;; esac
   before=$(cpu_seconds "$server")
   json=$( { /usr/bin/time -f "%U %S" -o /tmp/halley-bench-time.$$ \
     target/release/halley-bench "$@" --url "ws://$clients" --api "http://$api" --json --quiet || true; } | tail -n 1)
