@@ -81,7 +81,7 @@ pub struct Line<'a> {
     pub heap: u64,
 }
 
-/// `[    42s] online    19,800 +2.1k/s | ev/s 12.3k/11.9k | push/s 1.20M | rss/heap 90.1M/8.2M`
+/// `[    48s] online    19,000 +0/s | ev/s 6.4k/8.4k | push/s 19.0k | rss/heap 7.0M/2.3M`
 /// (events per second per worker, one figure each, slash-separated)
 pub fn format_line(line: &Line<'_>) -> String {
     let workers = line.worker_events_per_s;
