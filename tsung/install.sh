@@ -1,5 +1,6 @@
 #!/bin/sh
-# Install tsung 1.7.0 (Debian bookworm package) if it is not already there.
+# Install tsung 1.7.0 (Debian bookworm package) if it is not already there, with
+# what tsung/run.sh needs beside it: iproute2 (ip netns) and python3 (the verdict).
 # Usage: tsung/install.sh        (as root; used by CI before tsung/run.sh)
 #
 # The package pulls ~650 MB (erlang, gnuplot, libtemplate-perl, matplotlib) and takes
@@ -7,7 +8,12 @@
 # ("dpkg: cannot access archive"), hence the lock timeout and one retry.
 set -u
 
-if command -v tsung >/dev/null 2>&1 && [ -x /usr/lib/x86_64-linux-gnu/tsung/bin/tsung_stats.pl ]; then
+packages=""
+command -v tsung >/dev/null 2>&1 && [ -x /usr/lib/x86_64-linux-gnu/tsung/bin/tsung_stats.pl ] ||
+    packages="tsung"
+command -v ip >/dev/null 2>&1 || packages="$packages iproute2"
+command -v python3 >/dev/null 2>&1 || packages="$packages python3"
+if [ -z "$packages" ]; then
     echo "tsung already installed: $(tsung -v 2>/dev/null)"
     exit 0
 fi
@@ -15,7 +21,8 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 install_once() {
     timeout 900 apt-get -o DPkg::Lock::Timeout=300 update &&
-    timeout 1200 apt-get -o DPkg::Lock::Timeout=300 install -y tsung
+    # shellcheck disable=SC2086 # the package list is meant to split
+    timeout 1200 apt-get -o DPkg::Lock::Timeout=300 install -y $packages
 }
 
 if ! install_once; then
