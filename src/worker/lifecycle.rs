@@ -205,7 +205,8 @@ impl Worker {
                     }
                 }
                 Phase::Closing | Phase::Draining if quiet >= CLOSE_TIMEOUT_S => Due::Drop,
-                Phase::Held if quiet >= s.poll_timeout_s => Due::PollTimeout,
+                // The clock counts whole seconds: `>` answers no earlier than asked.
+                Phase::Held if quiet > s.poll_timeout_s => Due::PollTimeout,
                 Phase::Open if !websocket => {
                     if s.ping_interval_s > 0 && quiet >= s.ping_interval_s {
                         Due::Heartbeat
