@@ -10,6 +10,8 @@
 //! Every socket gets a read timeout, and every loop is bounded, so no test can hang.
 #![allow(dead_code)] // each test file uses a different subset of these helpers
 
+pub mod comet;
+
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -202,7 +204,10 @@ pub fn recv_json(ws: &mut Ws) -> Value {
 pub fn without_epoch(mut reply: Value) -> Value {
     let epoch = reply.as_object_mut().and_then(|o| o.remove("epoch"));
     assert!(
-        epoch.as_ref().and_then(Value::as_str).is_some_and(|e| !e.is_empty()),
+        epoch
+            .as_ref()
+            .and_then(Value::as_str)
+            .is_some_and(|e| !e.is_empty()),
         "no epoch in {reply}"
     );
     reply
