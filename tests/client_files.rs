@@ -56,12 +56,10 @@ fn dropped_connections_close_with_1012_and_resume_exactly() {
     expect_push(&mut ws, "keep", 1, "1");
     let (status, body) = publisher.request("POST", "/api/drop-connections", b"");
     assert_eq!((status, body.as_str()), (200, r#"{"dropped":true}"#));
-    let close = loop {
-        match ws.read() {
-            Ok(Message::Close(frame)) => break frame,
-            Ok(other) => panic!("expected a close, got {other:?}"),
-            Err(e) => panic!("no close frame: {e}"),
-        }
+    let close = match ws.read() {
+        Ok(Message::Close(frame)) => frame,
+        Ok(other) => panic!("expected a close, got {other:?}"),
+        Err(e) => panic!("no close frame: {e}"),
     };
     let close = close.expect("a close code");
     assert_eq!(close.code, CloseCode::Restart, "1012");
