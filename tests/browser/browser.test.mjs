@@ -271,6 +271,62 @@ async function resumeAfterDrop(name, srv, page, channel, transport, first, secon
   return s;
 }
 
+// A second Halley in the page, on `transport` only, subscribed to two channels at
+// once (positional since/epoch lists, the several-channel poll body): messages
+// published to both, interleaved, arrive on each in order, once; then after the
+// server drops connections and more are published, still exactly once each.
+async function twoChannels(name, srv, page, transport) {
+  await withTimeout(
+    page.evaluate((transport) => {
+      const got = { x2: [], y2: [] };
+      const subscribed = { x2: 0, y2: 0 };
+      const h = new Halley(location.origin, { transports: [transport], minReconnectMs: 1000 });
+      for (const c of ["x2", "y2"]) {
+        h.subscribe(c, (data, msg) => got[c].push([msg.seq, data]), { onSubscribed: () => (subscribed[c] += 1) });
+      }
+      window.two = { h, got, subscribed };
+    }, transport),
+    5000,
+    "starting a two-channel Halley",
+  );
+  const two = () => withTimeout(page.evaluate(() => ({ got: window.two.got, subscribed: window.two.subscribed, status: window.two.h.status, transport: window.two.h.transport })), 5000, "page.evaluate");
+  await waitFor(async () => {
+    const t = await two();
+    return t.subscribed.x2 > 0 && t.subscribed.y2 > 0 && t.status === "connected";
+  }, "two channels subscribed");
+  const want = { x2: [], y2: [] };
+  const send = async (c, d) => want[c].push([(await publish(srv, c, d)).seq, d]);
+  for (let i = 1; i <= 3; i++) {
+    await send("x2", `x${i}`);
+    await send("y2", `y${i}`);
+  }
+  await waitFor(async () => {
+    const t = await two();
+    return t.got.x2.length >= 3 && t.got.y2.length >= 3;
+  }, "3 messages on each channel");
+  const drop = await api(srv, "POST", "/api/drop-connections");
+  if (drop.status !== 200) throw new Error(`POST /api/drop-connections: ${drop.status} ${drop.text.trim()}`);
+  await sleep(100);
+  for (let i = 4; i <= 6; i++) {
+    await send("y2", `y${i}`);
+    await send("x2", `x${i}`);
+  }
+  const t = await waitFor(async () => {
+    const t = await two();
+    return t.got.x2.length >= 6 && t.got.y2.length >= 6 && t.status === "connected" ? t : null;
+  }, "6 messages on each channel").catch(async (e) => {
+    throw new Error(`${e.message}; got ${JSON.stringify((await two()).got)}`);
+  });
+  await sleep(500);
+  const after = await two();
+  await withTimeout(page.evaluate(() => window.two.h.close()), 5000, "close");
+  check(
+    name,
+    JSON.stringify(after.got) === JSON.stringify(want) && t.transport === transport,
+    `transport=${t.transport} got ${JSON.stringify(after.got)} want ${JSON.stringify(want)}`,
+  );
+}
+
 // Runs one phase; an exception is a FAIL of that phase, the run goes on.
 async function phase(name, fn) {
   try {
@@ -374,6 +430,9 @@ async function main() {
         await phase("c. sse: resume after the server drops connections", () =>
           resumeAfterDrop("c. sse: resume after the server drops connections", sse, page, "demo", "sse", ["s6", "s7"], ["s8", "s9", "s10"]),
         );
+        await phase("c. sse: two channels on one stream, across a drop", () =>
+          twoChannels("c. sse: two channels on one stream, across a drop", sse, page, "sse"),
+        );
       } finally {
         await screenshot(page, "c-sse").catch(() => {});
         await page.close();
@@ -396,6 +455,9 @@ async function main() {
         );
         await phase("c. poll: resume after the server drops connections", () =>
           resumeAfterDrop("c. poll: resume after the server drops connections", poll, page, "demo", "poll", ["p6", "p7"], ["p8", "p9", "p10"], false),
+        );
+        await phase("c. poll: two channels in one poll, across a drop", () =>
+          twoChannels("c. poll: two channels in one poll, across a drop", poll, page, "poll"),
         );
       } finally {
         await screenshot(page, "c-poll").catch(() => {});
