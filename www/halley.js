@@ -48,6 +48,7 @@
     minReconnectMs: 0, // added to every reconnect delay (tests use it to stay away)
     stableMs: 5000, // a connection that lived this long resets the backoff
     sameTransportRetries: 2, // failed re-opens of a transport that worked, before moving on
+    openTimeoutMs: 10000, // a WebSocket or EventSource not open by then counts as failed
     pollTimeoutMs: 60000, // client-side limit on one long-poll request
     onStatus: null,
     onError: null, // (message) for server error replies and handler exceptions
@@ -190,9 +191,13 @@
       if (this._closed) return;
       const name = this.transports[this._index];
       this.transport = name;
-      const conn = { name, opened: false, openedAt: 0, closed: false };
+      const conn = { name, opened: false, openedAt: 0, closed: false, openTimer: null };
       this._conn = conn;
       this._setStatus("connecting");
+      if (name !== "poll") {
+        // A proxy may hold the upgrade or the stream without answering: move on.
+        conn.openTimer = setTimeout(() => this._lost(conn, name + ": not open after " + this.options.openTimeoutMs + " ms"), this.options.openTimeoutMs);
+      }
       if (name === "ws") this._openWs(conn);
       else if (name === "sse") this._openSse(conn);
       else this._openPoll(conn);
@@ -204,6 +209,7 @@
 
     _shutdown(conn) {
       conn.closed = true;
+      if (conn.openTimer !== null) clearTimeout(conn.openTimer);
       if (conn.shutdown) {
         try {
           conn.shutdown();
@@ -215,6 +221,8 @@
 
     _opened(conn) {
       if (conn.opened) return;
+      if (conn.openTimer !== null) clearTimeout(conn.openTimer);
+      conn.openTimer = null;
       conn.opened = true;
       conn.openedAt = Date.now();
       this._worked.add(conn.name);
@@ -434,7 +442,9 @@
       conn.channelAdded = conn.channelRemoved = () => this._reopen(conn);
       const chans = Array.from(this._channels.values());
       if (chans.length === 0) {
-        this._setStatus("idle"); // nothing to stream; a subscribe() reopens
+        clearTimeout(conn.openTimer); // nothing to stream; a subscribe() reopens
+        conn.openTimer = null;
+        this._setStatus("idle");
         return;
       }
       if (typeof EventSource !== "function") {
