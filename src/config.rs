@@ -182,6 +182,9 @@ impl Config {
             history: HistoryLimits {
                 size: pick!(history_size, 100),
                 ttl_s: pick!(history_ttl, 300),
+                // A long-poller's next poll comes within a poll period: until then
+                // its channel, and its epoch, stay.
+                keep_idle_s: pick!(poll_timeout, 25),
             },
             poll_timeout_s: pick!(poll_timeout, 25),
             allow_origin: cli

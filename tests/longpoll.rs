@@ -151,3 +151,21 @@ fn bad_polls_get_a_clear_status() {
     }
     assert_eq!(open.stats()["http_errors_total"], 3);
 }
+
+/// Between two polls a channel with nothing in it has no subscriber: it must keep
+/// its epoch, or every poll would come back `recovered: false` at once.
+#[test]
+fn an_idle_channel_keeps_its_epoch_from_one_poll_to_the_next() {
+    let server = Server::start(&["--poll-timeout", "1", "--history-size", "0"]);
+    let mut poller = Poller::connect(server.client_addr);
+    let first = poller.poll("/poll?channel=idle");
+    let epoch = first["epoch"].as_str().expect("epoch").to_owned();
+    let started = Instant::now();
+    let second = poller.poll(&format!("/poll?channel=idle&since=0&epoch={epoch}"));
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "held, not answered at once: {second}"
+    );
+    assert_eq!(second["recovered"], true, "{second}");
+    assert_eq!(second["epoch"], epoch.as_str());
+}

@@ -2,8 +2,9 @@
 //! hand-off of each publish to the workers that hold subscribers of its channel.
 //!
 //! Lock order: the name map, then a channel's state. A channel is removed (under
-//! both locks) once no worker holds it and its history is empty; a worker or a
-//! publisher that finds it removed looks the name up again.
+//! both locks) once no worker has held it and its history has been empty for
+//! `keep_idle_s`; a worker or a publisher that finds it removed looks the name up
+//! again. The wait keeps a long-poller's channel, and its epoch, between two polls.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -34,8 +35,10 @@ struct ChannelState {
     /// Bit i set: worker i holds subscribers or held polls. Publishes go only there.
     workers: u64,
     history: History,
-    /// Listed in the hub's `expiring` list (its history is not empty).
-    expiring: bool,
+    /// Listed in the hub's `watched` list: it has history to expire, or is idle.
+    watched: bool,
+    /// Hub clock when it was last seen with no worker and no history.
+    idle_since: Option<u32>,
     /// Gone from the name map: whoever holds this `Arc` must look the name up again.
     removed: bool,
 }
@@ -46,11 +49,13 @@ impl Channel {
     }
 }
 
-/// How much history each channel keeps.
+/// How much history each channel keeps, and how long a channel left with nothing
+/// keeps its epoch before it is removed.
 #[derive(Debug, Clone, Copy)]
 pub struct HistoryLimits {
     pub size: usize,
     pub ttl_s: u32,
+    pub keep_idle_s: u32,
 }
 
 /// A worker joined a channel: where it is live from, and what a resume needs first.
@@ -81,8 +86,8 @@ pub struct Backlog {
 #[derive(Debug)]
 pub struct Hub {
     channels: RwLock<HashMap<Box<str>, Arc<Channel>>>,
-    /// Channels whose history is not empty: the only ones the sweep visits.
-    expiring: Mutex<Vec<Arc<Channel>>>,
+    /// Channels with history or with nothing at all: the only ones the sweep visits.
+    watched: Mutex<Vec<Arc<Channel>>>,
     outlets: Vec<Arc<dyn Outlet>>,
     limits: HistoryLimits,
     epochs: Epochs,
@@ -95,7 +100,7 @@ impl Hub {
     pub fn new(outlets: Vec<Arc<dyn Outlet>>, limits: HistoryLimits) -> Hub {
         Hub {
             channels: RwLock::default(),
-            expiring: Mutex::default(),
+            watched: Mutex::default(),
             outlets,
             limits,
             epochs: Epochs::new(),
@@ -149,13 +154,6 @@ impl Hub {
                 state
                     .history
                     .push(seq, self.now_s(), payload.clone(), self.limits.size);
-                if !state.expiring {
-                    state.expiring = true;
-                    self.expiring
-                        .lock()
-                        .expect("expiry lock")
-                        .push(Arc::clone(&channel));
-                }
             }
             for (worker, outlet) in self.outlets.iter().enumerate() {
                 if state.workers & (1 << worker) != 0 {
@@ -166,11 +164,8 @@ impl Hub {
                     });
                 }
             }
-            let dead = state.workers == 0 && state.history.is_empty();
+            self.watch(&channel, &mut state);
             drop(state);
-            if dead {
-                self.remove_if_dead(&channel);
-            }
             return (channel, seq);
         }
     }
@@ -186,6 +181,7 @@ impl Hub {
                 continue;
             }
             state.workers |= 1 << worker;
+            state.idle_since = None;
             let last_seq = state.last_seq;
             let catch_up = catch_up(&channel, &state, position, last_seq);
             drop(state);
@@ -206,11 +202,20 @@ impl Hub {
     pub fn detach(&self, channel: &Arc<Channel>, worker: usize) {
         let mut state = channel.state();
         state.workers &= !(1 << worker);
-        let dead = state.workers == 0 && state.history.is_empty();
-        drop(state);
-        if dead {
-            self.remove_if_dead(channel);
+        self.watch(channel, &mut state);
+    }
+
+    /// Lists the channel for the sweep if it has history to expire or nothing at
+    /// all (then it is removed once idle long enough).
+    fn watch(&self, channel: &Arc<Channel>, state: &mut ChannelState) {
+        if state.watched || (state.workers != 0 && state.history.is_empty()) {
+            return;
         }
+        state.watched = true;
+        self.watched
+            .lock()
+            .expect("watch lock")
+            .push(Arc::clone(channel));
     }
 
     /// Up to `limit` kept messages of `name` after `since`, without creating it.
@@ -231,28 +236,34 @@ impl Hub {
         })
     }
 
-    /// Once a second: expires history and removes the channels that are left
-    /// with nothing. Visits only channels that have history.
+    /// Once a second: expires history and removes the channels that have been
+    /// left with nothing for `keep_idle_s`. Visits only the watched channels.
     pub fn sweep(&self) {
         let now = self.now_s();
-        let listed = std::mem::take(&mut *self.expiring.lock().expect("expiry lock"));
+        let listed = std::mem::take(&mut *self.watched.lock().expect("watch lock"));
         let mut kept = Vec::with_capacity(listed.len());
         let mut dead = Vec::new();
         for channel in listed {
             let mut state = channel.state();
             state.history.expire(now, self.limits.ttl_s);
-            if !state.history.is_empty() {
-                drop(state);
-                kept.push(channel);
-                continue;
-            }
-            state.expiring = false;
-            if state.workers == 0 {
+            let idle = state.workers == 0 && state.history.is_empty();
+            if !idle {
+                state.idle_since = None;
+                if state.history.is_empty() {
+                    state.watched = false; // held, nothing to expire
+                    continue;
+                }
+            } else if now.saturating_sub(*state.idle_since.get_or_insert(now))
+                >= self.limits.keep_idle_s
+            {
                 drop(state);
                 dead.push(channel);
+                continue;
             }
+            drop(state);
+            kept.push(channel);
         }
-        self.expiring.lock().expect("expiry lock").extend(kept);
+        self.watched.lock().expect("watch lock").extend(kept);
         for channel in dead {
             self.remove_if_dead(&channel);
         }
@@ -266,6 +277,10 @@ impl Hub {
         let mut channels = self.channels.write().expect("hub lock");
         let mut state = channel.state();
         if state.removed || state.workers != 0 || !state.history.is_empty() {
+            // Revived between the sweep's look and now: watch it again if need be.
+            state.watched = false;
+            drop(channels);
+            self.watch(channel, &mut state);
             return;
         }
         state.removed = true;

@@ -15,7 +15,14 @@ fn hub(size: usize, ttl_s: u32) -> (Hub, Arc<Recorder>) {
     let recorder = Arc::new(Recorder::default());
     let outlet: Arc<dyn Outlet> = recorder.clone();
     (
-        Hub::new(vec![outlet], HistoryLimits { size, ttl_s }),
+        Hub::new(
+            vec![outlet],
+            HistoryLimits {
+                size,
+                ttl_s,
+                keep_idle_s: 0,
+            },
+        ),
         recorder,
     )
 }
@@ -59,10 +66,32 @@ fn an_unused_channel_is_removed_and_returns_with_a_new_epoch() {
     hub.publish("c", "1");
     assert_eq!(hub.channel_count(), 1);
     hub.detach(&first, 0);
+    assert_eq!(hub.channel_count(), 1, "kept until the sweep");
+    hub.sweep();
     assert_eq!(hub.channel_count(), 0, "no subscriber, no history: gone");
     let (again, seq) = hub.publish("c", "1");
     assert_eq!(seq, 1, "the sequence restarts");
     assert_ne!(again.epoch, first.epoch);
+}
+
+#[test]
+fn an_idle_channel_keeps_its_epoch_while_it_lingers() {
+    let recorder = Arc::new(Recorder::default());
+    let outlet: Arc<dyn Outlet> = recorder;
+    let limits = HistoryLimits {
+        size: 0,
+        ttl_s: 300,
+        keep_idle_s: 60,
+    };
+    let hub = Hub::new(vec![outlet], limits);
+    let first = hub.attach("poll", 0, Position::default()).channel;
+    hub.detach(&first, 0);
+    hub.sweep();
+    let again = hub.attach("poll", 0, Position::default()).channel;
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "the same channel, the same epoch"
+    );
 }
 
 #[test]

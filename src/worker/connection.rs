@@ -126,7 +126,7 @@ impl Connection {
     }
 
     /// A live subscriber of its channels: pushes go to it.
-    pub fn is_live(&self) -> bool {
+    pub fn takes_pushes(&self) -> bool {
         !self.flags.has(Flags::DOOMED) && matches!(self.phase, Phase::Open | Phase::Held)
     }
 

@@ -28,8 +28,7 @@ impl Worker {
         for group in publications.chunk_by(|a, b| Arc::ptr_eq(&a.channel, &b.channel)) {
             self.fan_out_channel(group);
         }
-        // Keep the allocation for the next turn.
-        publications.clear();
+        super::recycle(&mut publications);
         self.publications = publications;
     }
 
@@ -64,7 +63,7 @@ impl Worker {
         for &key in &subscribers {
             let key = key as usize;
             let conn = &self.conns[key];
-            if !conn.is_live() {
+            if !conn.takes_pushes() {
                 continue;
             }
             let single = conn.subscriptions.len() == 1;
@@ -112,7 +111,7 @@ impl Worker {
             }
         }
         let mut answered = answered;
-        answered.clear();
+        super::recycle(&mut answered);
         self.answered_polls = answered;
     }
 }

@@ -301,6 +301,7 @@ impl Worker {
             }
             self.release_admission(conn.flags.has(Flags::ADMITTED));
         }
+        super::recycle(&mut self.doomed);
     }
 }
 

@@ -27,6 +27,9 @@ use connection::Connection;
 use inbox::{Inbox, Mail};
 
 pub const WAKER: Token = Token(usize::MAX);
+/// A per-turn list keeps its allocation for the next turn, unless a burst left it
+/// larger than this: then it is given back, so a burst leaves no memory behind.
+const KEPT_CAPACITY: usize = 256;
 /// One read buffer per worker, shared by all its connections.
 const SCRATCH_BYTES: usize = 64 * 1024;
 /// How long a closing connection may take to answer our close or FIN.
@@ -155,6 +158,7 @@ impl Worker {
                 Mail::Shutdown => self.begin_shutdown(),
             }
         }
+        recycle(&mut mail);
         self.mail = mail;
     }
 
@@ -201,5 +205,13 @@ impl Worker {
         self.conns
             .get(key)
             .is_some_and(|c| !c.flags.has(connection::Flags::DOOMED))
+    }
+}
+
+/// Empties a per-turn list for reuse, freeing what a burst made it grow to.
+fn recycle<T>(list: &mut Vec<T>) {
+    list.clear();
+    if list.capacity() > KEPT_CAPACITY {
+        list.shrink_to(KEPT_CAPACITY / 16);
     }
 }
