@@ -67,6 +67,15 @@
     }
   }
 
+  // The epoch to send with a channel's position. At seq 0 (nothing seen yet) the
+  // epoch is left out: there is no message of ours it could be confused with, and a
+  // channel that went away empty (no subscriber, no held poll, no history) comes back
+  // with a new epoch, which would make the resume "not recovered" for nothing; a
+  // long-poller on an idle channel would then get that answer at once, every time.
+  function positionEpoch(ch) {
+    return ch.seq !== null && ch.seq > 0 && ch.epoch ? ch.epoch : null;
+  }
+
   function isObject(v) {
     return v !== null && typeof v === "object" && !Array.isArray(v);
   }
@@ -378,8 +387,8 @@
       const q = ["channel=" + chans.map((c) => enc(c.name)).join(",")];
       if (chans.some((c) => c.seq !== null)) {
         q.push("since=" + chans.map((c) => (c.seq !== null ? c.seq : "")).join(","));
-        if (chans.some((c) => c.seq !== null && c.epoch)) {
-          q.push("epoch=" + chans.map((c) => (c.seq !== null && c.epoch ? enc(c.epoch) : "")).join(","));
+        if (chans.some((c) => positionEpoch(c) !== null)) {
+          q.push("epoch=" + chans.map((c) => (positionEpoch(c) !== null ? enc(positionEpoch(c)) : "")).join(","));
         }
       }
       return q.join("&");
@@ -408,9 +417,9 @@
         const cmd = { op: "subscribe", channel: ch.name };
         if (ch.seq !== null) {
           cmd.since = ch.seq;
-          if (ch.epoch) cmd.epoch = ch.epoch;
+          if (positionEpoch(ch) !== null) cmd.epoch = positionEpoch(ch);
         }
-        ch.sent = { since: ch.seq, epoch: ch.seq !== null ? ch.epoch : null };
+        ch.sent = { since: ch.seq, epoch: positionEpoch(ch) };
         ch.ready = false;
         send(cmd);
       };
@@ -452,7 +461,7 @@
         return;
       }
       for (const ch of chans) {
-        ch.sent = { since: ch.seq, epoch: ch.seq !== null ? ch.epoch : null };
+        ch.sent = { since: ch.seq, epoch: positionEpoch(ch) };
         ch.ready = false;
       }
       const es = new EventSource(this.baseUrl + "/sse?" + this._query(chans));
@@ -489,18 +498,27 @@
 
     async _pollLoop(conn) {
       let first = true;
+      let quick = 0; // empty answers in a row that came back at once
       while (this._isCurrent(conn)) {
+        if (quick > 0) {
+          // An empty answer comes after the server's hold; one at once means
+          // something is off (not recovered, over and over): do not spin.
+          const span = Math.min(this.options.backoffCapMs, this.options.backoffBaseMs * Math.pow(2, quick - 1));
+          await new Promise((r) => setTimeout(r, span / 2 + Math.random() * (span / 2)));
+          if (!this._isCurrent(conn)) return;
+        }
         const chans = Array.from(this._channels.values());
         if (chans.length === 0) {
           this._setStatus("idle"); // a subscribe() reopens
           return;
         }
-        const sent = chans.map((ch) => ({ ch, since: ch.seq, epoch: ch.seq !== null ? ch.epoch : null }));
+        const sent = chans.map((ch) => ({ ch, since: ch.seq, epoch: positionEpoch(ch) }));
         const url = this.baseUrl + "/poll?" + this._query(chans);
         const ac = new AbortController();
         conn.abort = ac;
         const timer = setTimeout(() => ac.abort(), this.options.pollTimeoutMs);
         let body;
+        const asked = Date.now();
         try {
           const res = await fetch(url, { signal: ac.signal, cache: "no-store", headers: { Accept: "application/json" } });
           if (!res.ok) throw new Error("HTTP " + res.status);
@@ -516,6 +534,8 @@
         this._opened(conn);
         this._onPollBody(body, sent, first);
         first = false;
+        const empty = !Array.isArray(body.messages) || body.messages.length === 0;
+        quick = empty && Date.now() - asked < 500 ? Math.min(quick + 1, 16) : 0;
       }
     }
 

@@ -327,6 +327,32 @@ async function twoChannels(name, srv, page, transport) {
   );
 }
 
+// A page on a channel nobody publishes to: over IDLE_S seconds it may send about
+// one poll per --poll-timeout (plus slack), not a stream of answered-at-once polls.
+async function idlePolling(name, srv, pollTimeoutS) {
+  const IDLE_S = 6;
+  const page = await openDemo(srv, "channel=idle", "c-poll-idle");
+  try {
+    const polls = [];
+    page.on("request", (r) => {
+      if (new URL(r.url()).pathname === "/poll") polls.push(r.url());
+    });
+    await waitFor(async () => (await pageState(page)).subscribed > 0, "the idle page subscribed");
+    const start = polls.length;
+    await sleep(IDLE_S * 1000);
+    const n = polls.length - start;
+    const limit = Math.ceil(IDLE_S / pollTimeoutS) + 2;
+    const s = await pageState(page);
+    check(
+      name,
+      n <= limit && s.status === "connected" && s.recovered !== "false",
+      `${n} polls in ${IDLE_S} s (limit ${limit}), recovered shown ${s.recovered}; last: ${polls.slice(-2).join(" ")}`,
+    );
+  } finally {
+    await page.close();
+  }
+}
+
 // Runs one phase; an exception is a FAIL of that phase, the run goes on.
 async function phase(name, fn) {
   try {
@@ -458,6 +484,9 @@ async function main() {
         );
         await phase("c. poll: two channels in one poll, across a drop", () =>
           twoChannels("c. poll: two channels in one poll, across a drop", poll, page, "poll"),
+        );
+        await phase("c. poll: an idle channel is polled at the server's hold pace, not in a loop", () =>
+          idlePolling("c. poll: an idle channel is polled at the server's hold pace, not in a loop", poll, 2),
         );
       } finally {
         await screenshot(page, "c-poll").catch(() => {});
