@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 
-use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -141,12 +140,9 @@ struct PublishBody<'a> {
 }
 
 fn publish(query: &str, body: &[u8]) -> ApiRequest {
-    let from_query = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("channel="));
-    let (channel, data) = match from_query {
-        Some(encoded) => {
-            let channel = percent_decode_str(encoded).decode_utf8_lossy().into_owned();
+    let (channel, data) = match param(query, "channel") {
+        Some(channel) => {
+            let channel = channel.into_owned();
             // A JSON body goes out as is; anything else becomes a JSON string.
             let data = match serde_json::from_slice::<&RawValue>(body) {
                 Ok(raw) => raw.get().to_owned(),

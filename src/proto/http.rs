@@ -302,6 +302,13 @@ fn is_websocket_key(key: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
+/// The CORS header line for `--allow-origin`, or nothing.
+pub fn cors_header(allow_origin: Option<&str>) -> String {
+    allow_origin
+        .map(|o| format!("Access-Control-Allow-Origin: {o}\r\n"))
+        .unwrap_or_default()
+}
+
 /// A `200` answer with a body that leaves the connection open when `keep_alive`.
 pub fn ok_response(content_type: &str, body: &[u8], keep_alive: bool, extra: &str) -> Vec<u8> {
     let connection = if keep_alive { "keep-alive" } else { "close" };

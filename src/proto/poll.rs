@@ -51,22 +51,9 @@ fn standing(channel: &Standing<'_>) -> String {
 
 /// A complete `200` answer carrying `body`.
 pub fn response(body: &[u8], allow_origin: Option<&str>, keep_alive: bool) -> Vec<u8> {
-    let cors = allow_origin
-        .map(|o| format!("Access-Control-Allow-Origin: {o}\r\n"))
-        .unwrap_or_default();
-    let connection = if keep_alive {
-        "Connection: keep-alive\r\n"
-    } else {
-        "Connection: close\r\n"
-    };
-    let mut out = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\n{cors}{connection}\r\n",
-        body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(body);
-    out
+    let cors = super::http::cors_header(allow_origin);
+    let extra = format!("Cache-Control: no-store\r\n{cors}");
+    super::http::ok_response("application/json", body, keep_alive, &extra)
 }
 
 #[cfg(test)]

@@ -7,9 +7,7 @@ pub const HEARTBEAT: &[u8] = b":\n\n";
 
 /// The response head, and the reconnection delay browsers should use.
 pub fn response_head(allow_origin: Option<&str>) -> Vec<u8> {
-    let cors = allow_origin
-        .map(|o| format!("Access-Control-Allow-Origin: {o}\r\n"))
-        .unwrap_or_default();
+    let cors = super::http::cors_header(allow_origin);
     format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
          X-Accel-Buffering: no\r\n{cors}Connection: close\r\n\r\nretry: 1000\n\n"

@@ -94,11 +94,7 @@ impl Worker {
                 keep_alive,
             } => self.start_poll(key, &channels, keep_alive),
             ClientRequest::Asset { asset, keep_alive } => {
-                let cors = self
-                    .settings
-                    .allow_origin
-                    .map(|o| format!("Access-Control-Allow-Origin: {o}\r\n"))
-                    .unwrap_or_default();
+                let cors = http::cors_header(self.settings.allow_origin);
                 let extra = format!("Cache-Control: no-cache\r\n{cors}");
                 let answer =
                     http::ok_response(asset.content_type(), asset.body(), keep_alive, &extra);
