@@ -29,10 +29,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=100_000)
     ap.add_argument("--bin", default="target/release/halley")
-    ap.add_argument("--ttl", type=int, default=2, help="--history-ttl for the server")
+    ap.add_argument("--ttl", type=int, default=2,
+                    help="--history-ttl and --poll-timeout (how long an idle channel lingers)")
+    ap.add_argument("--settle", type=float, default=1, help="seconds to wait once channels reach 0")
     a = ap.parse_args()
     server = subprocess.Popen([a.bin, "serve", "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0",
-                               "--stats", "false", "--history-ttl", str(a.ttl)],
+                               "--stats", "false", "--history-ttl", str(a.ttl),
+                               "--poll-timeout", str(a.ttl)],
                               stdout=subprocess.PIPE, text=True)
     try:
         line = server.stdout.readline()
@@ -72,12 +75,17 @@ def main():
         after = stats(api)
         rss_after = rss_kib(server.pid)
         s.close()
-        time.sleep(a.ttl + 2)
+        deadline = time.time() + a.ttl + 60
+        settled = stats(api)
+        while settled["channels"] and time.time() < deadline:
+            time.sleep(0.5)
+            settled = stats(api)
+        time.sleep(a.settle)
         settled = stats(api)
         rss_settled = rss_kib(server.pid)
         print(f"pairs={a.pairs} in {took:.1f}s; replies={replies}")
         print(f"idle RSS {idle} KiB; after churn {rss_after} KiB (channels={after['channels']}); "
-              f"after TTL+2s {rss_settled} KiB (channels={settled['channels']}); "
+              f"once idle channels went {rss_settled} KiB (channels={settled['channels']}); "
               f"growth {(rss_settled - idle) / 1024:.2f} MiB")
     finally:
         server.terminate()

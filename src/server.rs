@@ -59,6 +59,7 @@ pub fn run(config: Config) -> Result<(), String> {
 
 /// Binds the listeners and starts every thread (also used in-process by benches).
 pub fn start(config: &Config) -> Result<Running, String> {
+    crate::stats::memory::purge_in_background();
     let (soft, hard) = limits::raise_open_files();
     if config.max_connections as u64 + FD_MARGIN > soft {
         eprintln!(
