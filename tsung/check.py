@@ -30,7 +30,9 @@ kit-check expressions are Python expressions over: the scenario's knobs (its
 max(name) / min(name) of a tsung sample (e.g. tr_push_latency, connect), counter(name)
 (final total of a counter, e.g. websocket_succ, or one a scenario's eval adds with
 ts_mon_cache:add({count, Name})), http_total (all HTTP status counters added up), users
-(the users knob), peak_online (largest "online" seen in api-stats.log).
+(the users knob), peak_online (largest "online" seen in api-stats.log), api_delta(key)
+/ api_peak(key) (growth over the run / largest value of a /api/stats field),
+has_api_stats.
 
 Exit status: 0 all checks passed, 1 a check failed, 2 no usable tsung.log.
 """
@@ -262,6 +264,9 @@ def main(argv):
         "http_total": sum(v for k, v in counters.items() if re.fullmatch(r"\d\d\d", k)),
         "peak_online": peak_online,
         "has_api_stats": bool(stats),
+        # a /api/stats field over the run: growth of a counter, largest value of a gauge
+        "api_delta": lambda k: (stats[-1][1].get(k, 0) - stats[0][1].get(k, 0)) if stats else 0,
+        "api_peak": lambda k: max((s.get(k, 0) for _t, s in stats), default=0),
     })
     for expr in kit_checks:
         try:
