@@ -31,6 +31,8 @@ pub fn run_ticker(shared: Arc<Shared>, print: bool) {
     loop {
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
         next += Duration::from_secs(1);
+        // History expiry rides on the same once-a-second clock.
+        shared.hub.sweep();
         let line = tick(&shared, &mut previous);
         if print {
             let mut out = std::io::stdout().lock();

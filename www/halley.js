@@ -1,0 +1,1 @@
+// placeholder: the browser client (replaced by the real one)
