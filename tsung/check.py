@@ -27,9 +27,12 @@ Checks (each one counts in the final "N passed, N failed" line):
 
 kit-check expressions are Python expressions over: the scenario's knobs (its
 <!ENTITY name "value"> declarations, numbers when numeric), count(name) / mean(name) /
-max(name) of a tsung sample (e.g. tr_push_latency, connect), counter(name) (final
-total of a counter, e.g. websocket_succ), users (the users knob), peak_online (largest
-"online" seen in api-stats.log).
+max(name) / min(name) of a tsung sample (e.g. tr_push_latency, connect), counter(name)
+(final total of a counter, e.g. websocket_succ, or one a scenario's eval adds with
+ts_mon_cache:add({count, Name})), http_total (all HTTP status counters added up), users
+(the users knob), peak_online (largest "online" seen in api-stats.log), api_delta(key)
+/ api_peak(key) (growth over the run / largest value of a /api/stats field),
+has_api_stats.
 
 Exit status: 0 all checks passed, 1 a check failed, 2 no usable tsung.log.
 """
@@ -238,9 +241,12 @@ def main(argv):
         # server-side error counters (Halley's /api/stats); deltas over the run so that a
         # long-running server's history does not count
         first, last = stats[0][1], stats[-1][1]
+        # (poll_timeouts_total is not an error: a long-poll held to --poll-timeout and
+        # answered empty, which longpoll.xml checks for on purpose)
         grew = {k: last[k] - first.get(k, 0) for k in last
                 if isinstance(last[k], int) and re.search(
                     r"(errors|drops|rejected|timeouts)_total$", k)
+                and k != "poll_timeouts_total"
                 and last[k] - first.get(k, 0) > 0}
         check(not grew, "server error counters did not move (/api/stats)",
               ", ".join(f"{k}+={v}" for k, v in sorted(grew.items())))
@@ -256,9 +262,14 @@ def main(argv):
         "count": lambda n: samples.get(n, {}).get("n", 0),
         "mean": lambda n: samples.get(n, {}).get("mean", 0.0),
         "max": lambda n: samples.get(n, {}).get("max", 0.0),
+        "min": lambda n: samples.get(n, {}).get("min", 0.0),
         "counter": counter,
+        "http_total": sum(v for k, v in counters.items() if re.fullmatch(r"\d\d\d", k)),
         "peak_online": peak_online,
         "has_api_stats": bool(stats),
+        # a /api/stats field over the run: growth of a counter, largest value of a gauge
+        "api_delta": lambda k: (stats[-1][1].get(k, 0) - stats[0][1].get(k, 0)) if stats else 0,
+        "api_peak": lambda k: max((s.get(k, 0) for _t, s in stats), default=0),
     })
     for expr in kit_checks:
         try:
@@ -267,7 +278,9 @@ def main(argv):
             if not ok:
                 names = set(re.findall(r"[A-Za-z_]\w*\s*\(\s*\"?(\w+)\"?\s*\)", expr))
                 detail = "; ".join(
-                    f"{n}: count={samples[n]['n']}" for n in names if n in samples)
+                    f"{n}: count={samples[n]['n']} mean={samples[n]['mean']:.1f}"
+                    f" min={samples[n]['min']:.1f} max={samples[n]['max']:.1f}"
+                    for n in names if n in samples)
                 if "peak_online" in expr:
                     detail += f" peak_online={peak_online}"
                 if "counter(" in expr:
@@ -297,6 +310,9 @@ def main(argv):
     http = {k: int(v) for k, v in counters.items() if re.fullmatch(r"\d\d\d", k)}
     if http:
         print("http          " + " ".join(f"{k}={v}" for k, v in sorted(http.items())))
+    lp = {k: int(v) for k, v in counters.items() if k.startswith("lp_")}
+    if lp:  # longpoll.xml's own counters (its evals check every poll answer)
+        print("long-poll     " + " ".join(f"{k[3:]}={v}" for k, v in sorted(lp.items())))
     print(f"pushes        dropped during thinktime (async_unknown_data_rcv) "
           f"{int(counter('async_unknown_data_rcv'))}, match {int(counter('match'))}, "
           f"nomatch {int(counter('nomatch'))}")

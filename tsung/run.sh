@@ -18,6 +18,9 @@
 #                        `cargo build --release --bin halley` when it is the default
 #                        and missing)
 #   --halley-args "ARGS" extra arguments for `halley serve` (e.g. "--workers 2")
+#                        A scenario with a poll_timeout knob (longpoll.xml) gets
+#                        `--poll-timeout KNOB` added; a --poll-timeout given here sets
+#                        the knob instead, so that server and verdict agree.
 #   --ips N              client source addresses in the client namespace (default 3)
 #   --server HOST:PORT   use a running server (no namespaces, no halley started)
 #   --api HOST:PORT      its API listener (default HOST:8081); must be reachable from
@@ -99,6 +102,26 @@ for kv in "${KNOBS[@]}"; do   # fail before creating anything
     [[ "${kv#*=}" =~ ^[A-Za-z0-9._:/-]*$ ]] || die "bad value in '$kv'"
 done
 
+# long-polling scenarios: the server's --poll-timeout and the scenario's poll_timeout
+# knob (the hold time its verdict expects) must be the same number
+POLL_TIMEOUT=""
+if [[ " $(knob_names "$SCENARIO") " == *" poll_timeout "* ]]; then
+    POLL_TIMEOUT=$(sed -n "s/.*<!ENTITY[[:space:]]\+poll_timeout[[:space:]]\+[\"']\([^\"']*\)[\"'].*/\1/p" "$SCENARIO" | head -1)
+    PT_SET=""
+    for kv in "${KNOBS[@]}"; do [ "${kv%%=*}" = poll_timeout ] && PT_SET=${kv#*=}; done
+    PT_ARG=$(sed -n 's/.*--poll-timeout[= ]\([^ ]*\).*/\1/p' <<<"$HALLEY_ARGS")
+    if [ -n "$PT_ARG" ]; then
+        [ -z "$PT_SET" ] || [ "$PT_SET" = "$PT_ARG" ] \
+            || die "--set poll_timeout=$PT_SET disagrees with --halley-args --poll-timeout $PT_ARG"
+        [ -n "$PT_SET" ] || KNOBS+=("poll_timeout=$PT_ARG")
+        POLL_TIMEOUT=$PT_ARG
+    elif [ -n "$PT_SET" ]; then
+        POLL_TIMEOUT=$PT_SET
+    fi
+    [[ "$POLL_TIMEOUT" =~ ^[0-9]+$ ]] || die "poll_timeout must be whole seconds (got '$POLL_TIMEOUT')"
+    [ -n "$PT_ARG" ] || HALLEY_ARGS="--poll-timeout $POLL_TIMEOUT $HALLEY_ARGS"
+fi
+
 NAME=$(basename "$SCENARIO" .xml)
 mkdir -p "$LOGROOT"
 RUN=$(cd "$LOGROOT" && pwd)/$NAME-$(date +%Y%m%d-%H%M%S)-$$
@@ -107,6 +130,10 @@ mkdir -p "$RUN/tsung"
 meta() { echo "$1=$2" >> "$RUN/meta"; }
 meta scenario "$NAME"
 meta mode "$MODE"
+if [ -n "$POLL_TIMEOUT" ]; then
+    meta poll_timeout "$POLL_TIMEOUT"
+    [ "$MODE" = netns ] || log "note: the server must run with --poll-timeout $POLL_TIMEOUT (the scenario's poll_timeout)"
+fi
 
 # ---------------------------------------------------------------- cleanup
 NS_SRV="" NS_CLI="" VS="" SRV_PID="" SAMPLER_PID="" TSUNG_PID="" EPMD_BEFORE=""
