@@ -42,6 +42,8 @@ fi
 if [ "${SKIP_TSUNG:-0}" != 1 ]; then
   step "tsung smoke (client and server in their own network namespaces)"
   tsung/run.sh tsung/smoke.xml
+  step "tsung long-polling: 200 pollers, since-based, no loss (client and server namespaces)"
+  tsung/run.sh tsung/longpoll.xml --users 200
 fi
 
 step "all tests passed"
