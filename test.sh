@@ -2,11 +2,13 @@
 # The whole test suite, from a fresh Debian machine with Rust:
 #   1. style gates (rustfmt, clippy)
 #   2. cargo test: unit tests and the integration tests against the real binary
-#   3. WebSocket conformance: Autobahn|Testsuite against the release binary (--echo)
-#   4. tsung smoke scenario from a client network namespace
+#   3. WebSocket conformance: Autobahn|Testsuite against the release binary (--echo),
+#      installed by scripts/autobahn-install.sh on the machine's CPython 2.7
+#   4. the browser test: the demo page and halley.js in headless Chromium
+#   5. tsung smoke and long-polling scenarios from a client network namespace
 # It first installs what a fresh machine lacks (tsung/install.sh: apt-get).
-# Every step stops the run on failure. Set SKIP_TSUNG=1 or SKIP_CONFORMANCE=1 to
-# leave a step out on a machine that cannot run it (CI never does).
+# Every step stops the run on failure. Set SKIP_TSUNG=1, SKIP_CONFORMANCE=1 or
+# SKIP_BROWSER=1 to leave a step out on a machine that cannot run it (CI never does).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -30,6 +32,11 @@ cargo build --release --bins
 if [ "${SKIP_CONFORMANCE:-0}" != 1 ]; then
   step "conformance: Autobahn|Testsuite cases 1-7, 9, 10"
   scripts/conformance.sh
+fi
+
+if [ "${SKIP_BROWSER:-0}" != 1 ]; then
+  step "browser test: halley.js and /demo in headless Chromium (WebSocket, resume, SSE, long-polling)"
+  HALLEY_BIN=target/release/halley scripts/browser-test.sh
 fi
 
 if [ "${SKIP_TSUNG:-0}" != 1 ]; then

@@ -1,4 +1,5 @@
-//! Memory per idle, subscribed WebSocket connection, measured on the real server.
+//! Memory per idle, subscribed connection, measured on the real server: a WebSocket
+//! (default), an SSE stream or a held long-poll (`HALLEY_MEM_TRANSPORT=sse|poll`).
 //!
 //! Starts the release `halley`, opens a base load of connections (each subscribed
 //! to one channel through `?subscribe=`), samples the server's VmRSS and jemalloc's
@@ -8,6 +9,7 @@
 //!
 //!     cargo bench --bench memory_per_connection
 //!     HALLEY_MEM_BASE=2000 HALLEY_MEM_ADDED=10000 HALLEY_MEM_CHANNELS=100 cargo bench --bench memory_per_connection
+//!     HALLEY_MEM_TRANSPORT=poll HALLEY_MEM_BASE=0 cargo bench --bench memory_per_connection
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -78,17 +80,52 @@ fn start_server() -> Server {
     }
 }
 
-/// A WebSocket handshake on `/ws?subscribe=CHANNEL`; the socket is kept open.
-fn open(server: &Server, channel: usize) -> TcpStream {
+#[derive(Clone, Copy, PartialEq)]
+enum Transport {
+    Ws,
+    Sse,
+    Poll,
+}
+
+impl Transport {
+    fn from_env() -> Transport {
+        match std::env::var("HALLEY_MEM_TRANSPORT").as_deref() {
+            Ok("sse") => Transport::Sse,
+            Ok("poll") => Transport::Poll,
+            _ => Transport::Ws,
+        }
+    }
+
+    /// The /api/stats gauge that counts these connections.
+    fn gauge(self) -> &'static str {
+        match self {
+            Transport::Ws => "online",
+            Transport::Sse => "sse_online",
+            Transport::Poll => "polls_held",
+        }
+    }
+}
+
+/// A subscribed connection on CHANNEL, kept open: a WebSocket upgraded on
+/// `/ws?subscribe=`, an SSE stream whose head has arrived, or a held poll (which
+/// has no answer to wait for; `sample` waits for the gauge instead).
+fn open(server: &Server, transport: Transport, channel: usize) -> TcpStream {
     let mut stream = TcpStream::connect(server.clients).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    let request = format!(
-        "GET /ws?subscribe=mem-{channel} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
+    let request = match transport {
+        Transport::Ws => format!(
+            "GET /ws?subscribe=mem-{channel} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ),
+        Transport::Sse => format!("GET /sse?channel=mem-{channel} HTTP/1.1\r\nHost: bench\r\n\r\n"),
+        Transport::Poll => format!("GET /poll?channel=mem-{channel} HTTP/1.1\r\nHost: bench\r\n\r\n"),
+    };
     stream.write_all(request.as_bytes()).expect("handshake");
+    if transport == Transport::Poll {
+        return stream;
+    }
     let mut response = Vec::new();
     let mut byte = [0u8; 1];
     while !response.ends_with(b"\r\n\r\n") {
@@ -96,7 +133,7 @@ fn open(server: &Server, channel: usize) -> TcpStream {
         response.push(byte[0]);
     }
     assert!(
-        response.starts_with(b"HTTP/1.1 101"),
+        response.starts_with(b"HTTP/1.1 101") || response.starts_with(b"HTTP/1.1 200"),
         "{}",
         String::from_utf8_lossy(&response)
     );
@@ -131,9 +168,9 @@ fn vm_rss(pid: u32) -> u64 {
 
 /// Waits (bounded) until the server reports `online` connections, then lets the
 /// allocator settle, and returns (VmRSS, allocated bytes).
-fn sample(server: &Server, online: u64) -> (u64, u64) {
+fn sample(server: &Server, gauge: &str, online: u64) -> (u64, u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while stats(server)["online"].as_u64() != Some(online) {
+    while stats(server)[gauge].as_u64() != Some(online) {
         assert!(
             Instant::now() < deadline,
             "server never reached {online} online"
@@ -166,14 +203,18 @@ fn memory_per_connection(c: &mut Criterion) {
     let base = env_or("HALLEY_MEM_BASE", 2_000);
     let added = env_or("HALLEY_MEM_ADDED", 10_000);
     let channels = env_or("HALLEY_MEM_CHANNELS", 100).max(1);
+    let transport = Transport::from_env();
+    let gauge = transport.gauge();
     let server = start_server();
-    let mut held: Vec<TcpStream> = (0..base).map(|i| open(&server, i % channels)).collect();
-    let (rss_base, heap_base) = sample(&server, base as u64);
-    held.extend((base..base + added).map(|i| open(&server, i % channels)));
-    let (rss_full, heap_full) = sample(&server, (base + added) as u64);
+    let mut held: Vec<TcpStream> = (0..base)
+        .map(|i| open(&server, transport, i % channels))
+        .collect();
+    let (rss_base, heap_base) = sample(&server, gauge, base as u64);
+    held.extend((base..base + added).map(|i| open(&server, transport, i % channels)));
+    let (rss_full, heap_full) = sample(&server, gauge, (base + added) as u64);
     let per = |full: u64, base: u64| full.saturating_sub(base) as f64 / added as f64;
     println!(
-        "memory_per_connection: {base} -> {} idle connections on {channels} channels: \
+        "memory_per_connection: {gauge}: {base} -> {} idle connections on {channels} channels: \
          RSS {:.1} B/conn, heap {:.1} B/conn (VmRSS {} -> {} KiB, allocated {} -> {} KiB)",
         base + added,
         per(rss_full, rss_base),
@@ -187,7 +228,7 @@ fn memory_per_connection(c: &mut Criterion) {
     let mut group = c.benchmark_group("memory_per_connection");
     group.sample_size(20);
     group.bench_function("open_subscribed_connection_under_load", |b| {
-        b.iter(|| open(&server, 0));
+        b.iter(|| open(&server, transport, 0));
     });
     group.finish();
     drop(held);

@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use halley::proto::http::{parse_client_request, Routes};
+use halley::proto::http::{parse_client_request, Routes, Transports};
 use halley::proto::{command, ws};
 
 fn masked_text_frame(payload: &[u8]) -> Vec<u8> {
@@ -67,6 +67,8 @@ fn upgrade(c: &mut Criterion) {
         Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
     let routes = Routes {
         echo: false,
+        demo: false,
+        transports: Transports::ALL,
         max_subscriptions: 64,
     };
     let mut group = c.benchmark_group("http_upgrade");

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+use crate::proto::http::Transports;
+use crate::pubsub::hub::HistoryLimits;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "halley",
@@ -74,6 +77,24 @@ pub struct ServeArgs {
     /// Accept {"op":"publish"} from WebSocket clients [default: false]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub client_publish: Option<bool>,
+    /// Messages each channel keeps for resumes; 0 = none [default: 100]
+    #[arg(long, value_name = "N")]
+    pub history_size: Option<usize>,
+    /// Seconds a message stays in history [default: 300]
+    #[arg(long, value_name = "SECS")]
+    pub history_ttl: Option<u32>,
+    /// Seconds a long-poll is held before an empty answer [default: 25]
+    #[arg(long, value_name = "SECS")]
+    pub poll_timeout: Option<u32>,
+    /// Access-Control-Allow-Origin for /sse, /poll and /halley.js [default: none, no CORS header]
+    #[arg(long, value_name = "ORIGIN")]
+    pub allow_origin: Option<String>,
+    /// Transports offered on the client listener [default: ws,sse,poll]
+    #[arg(long, value_name = "LIST")]
+    pub transports: Option<String>,
+    /// Serve the demo page at /demo and its publish endpoint [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub demo: Option<bool>,
     /// Print one stats line per second [default: true when stdout is a terminal]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub stats: Option<bool>,
@@ -97,6 +118,13 @@ pub struct Config {
     pub echo: bool,
     pub client_publish: bool,
     pub stats: bool,
+    pub history: HistoryLimits,
+    pub poll_timeout_s: u32,
+    /// Leaked once at start-up: the configuration lives as long as the process,
+    /// and a `&'static str` keeps `Config` a plain `Copy` value for every worker.
+    pub allow_origin: Option<&'static str>,
+    pub transports: Transports,
+    pub demo: bool,
 }
 
 /// Facts about the machine that the defaults depend on.
@@ -151,6 +179,21 @@ impl Config {
             echo: pick!(echo, false),
             client_publish: pick!(client_publish, false),
             stats: pick!(stats, machine.stdout_is_terminal),
+            history: HistoryLimits {
+                size: pick!(history_size, 100),
+                ttl_s: pick!(history_ttl, 300),
+            },
+            poll_timeout_s: pick!(poll_timeout, 25),
+            allow_origin: cli
+                .allow_origin
+                .clone()
+                .or(file.allow_origin.clone())
+                .map(|origin| &*Box::leak(origin.into_boxed_str())),
+            transports: match cli.transports.as_ref().or(file.transports.as_ref()) {
+                Some(list) => Transports::parse(list).map_err(|e| format!("--transports: {e}"))?,
+                None => Transports::ALL,
+            },
+            demo: pick!(demo, false),
         };
         config.validate()?;
         Ok(config)
@@ -165,6 +208,16 @@ impl Config {
         }
         if self.max_subscriptions == 0 {
             return Err("--max-subscriptions must be at least 1".into());
+        }
+        if self.poll_timeout_s == 0 {
+            return Err("--poll-timeout must be at least 1 second".into());
+        }
+        if let Some(origin) = self.allow_origin {
+            if origin.is_empty() || origin.bytes().any(|b| b.is_ascii_control()) {
+                return Err(
+                    "--allow-origin must be an origin such as https://example.com or *".into(),
+                );
+            }
         }
         if self.handshake_timeout_s == 0 {
             return Err("--handshake-timeout must be at least 1 second".into());

@@ -15,6 +15,7 @@ use crate::api::Api;
 use crate::config::{Config, FD_MARGIN};
 use crate::limits;
 use crate::pubsub::hub::Hub;
+use crate::pubsub::publication::Outlet;
 use crate::stats::{console, Shared};
 use crate::worker::inbox::{Inbox, Mail};
 use crate::worker::{Worker, WAKER};
@@ -81,7 +82,11 @@ pub fn start(config: &Config) -> Result<Running, String> {
         inboxes.push(Arc::new(Inbox::new(waker)));
         polls.push(poll);
     }
-    let hub = Arc::new(Hub::new(inboxes.clone()));
+    let outlets: Vec<Arc<dyn Outlet>> = inboxes
+        .iter()
+        .map(|inbox| Arc::clone(inbox) as Arc<dyn Outlet>)
+        .collect();
+    let hub = Arc::new(Hub::new(outlets, config.history));
     let shared = Arc::new(Shared::new(hub, config.workers));
 
     let workers = start_workers(*config, polls, &inboxes, &shared)?;
@@ -93,8 +98,13 @@ pub fn start(config: &Config) -> Result<Running, String> {
     )
     .map_err(|e| e.to_string())?;
     let acceptor = spawn("halley-accept", move || acceptor.run())?;
-    let api =
-        Api::new(api, Arc::clone(&shared), config.max_message_size).map_err(|e| e.to_string())?;
+    let api = Api::new(
+        api,
+        Arc::clone(&shared),
+        inboxes.clone(),
+        config.max_message_size,
+    )
+    .map_err(|e| e.to_string())?;
     spawn("halley-api", move || api.run())?;
     let ticker_shared = Arc::clone(&shared);
     let print_stats = config.stats;

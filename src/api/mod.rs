@@ -10,7 +10,9 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::proto::poll;
 use crate::stats::{report, Shared};
+use crate::worker::inbox::{Inbox, Mail};
 use request::{ApiParsed, ApiRequest};
 
 const LISTENER: Token = Token(usize::MAX);
@@ -32,6 +34,8 @@ pub struct Api {
     listener: TcpListener,
     conns: Slab<ApiConnection>,
     shared: Arc<Shared>,
+    /// For orders to every worker (drop-connections).
+    inboxes: Vec<Arc<Inbox>>,
     max_body: usize,
 }
 
@@ -39,6 +43,7 @@ impl Api {
     pub fn new(
         listener: std::net::TcpListener,
         shared: Arc<Shared>,
+        inboxes: Vec<Arc<Inbox>>,
         max_body: usize,
     ) -> io::Result<Api> {
         let poll = Poll::new()?;
@@ -50,6 +55,7 @@ impl Api {
             listener,
             conns: Slab::new(),
             shared,
+            inboxes,
             max_body,
         })
     }
@@ -144,7 +150,7 @@ impl Api {
                 } => {
                     conn.input.drain(..consumed.min(conn.input.len()));
                     conn.continue_sent = false;
-                    let (status, body) = answer(&self.shared, request);
+                    let (status, body) = answer(&self.shared, &self.inboxes, request);
                     conn.output
                         .extend_from_slice(&request::response(status, &body, keep_alive));
                     conn.close_after_flush = !keep_alive;
@@ -158,11 +164,26 @@ impl Api {
     }
 }
 
-fn answer(shared: &Shared, request: ApiRequest) -> (u16, String) {
+fn answer(shared: &Shared, inboxes: &[Arc<Inbox>], request: ApiRequest) -> (u16, String) {
     match request {
         ApiRequest::Publish { channel, data } => {
-            let seq = shared.hub.publish(&channel, &data);
-            (200, format!("{{\"channel\":\"{channel}\",\"seq\":{seq}}}"))
+            let (published, seq) = shared.hub.publish(&channel, &data);
+            let epoch = &published.epoch;
+            (
+                200,
+                format!("{{\"channel\":\"{channel}\",\"seq\":{seq},\"epoch\":\"{epoch}\"}}"),
+            )
+        }
+        ApiRequest::History {
+            channel,
+            since,
+            limit,
+        } => (200, history(shared, &channel, since, limit)),
+        ApiRequest::DropConnections => {
+            for inbox in inboxes {
+                inbox.push(Mail::DropConnections);
+            }
+            (200, "{\"dropped\":true}".into())
         }
         ApiRequest::Stats => (200, report::stats_json(shared)),
         ApiRequest::Health => (200, "{\"status\":\"ok\"}".into()),
@@ -185,4 +206,30 @@ fn flush(conn: &mut ApiConnection) -> bool {
         }
     }
     true
+}
+
+/// `GET /api/history`: the long-poll answer's JSON. A channel that does not exist
+/// now has nothing kept: an empty answer at seq 0, with no epoch to resume in.
+fn history(shared: &Shared, channel: &str, since: u64, limit: usize) -> String {
+    let body = match shared.hub.backlog(channel, since, limit) {
+        Some(backlog) => {
+            let standing = poll::Standing {
+                name: channel,
+                last_seq: backlog.messages.last().map_or(backlog.last_seq, |m| m.0),
+                epoch: &backlog.epoch,
+                recovered: backlog.recovered,
+            };
+            poll::body(backlog.messages.iter().map(|(_, p)| &p[..]), &[standing])
+        }
+        None => {
+            let standing = poll::Standing {
+                name: channel,
+                last_seq: 0,
+                epoch: "",
+                recovered: since == 0,
+            };
+            poll::body([], &[standing])
+        }
+    };
+    String::from_utf8(body).expect("the body is JSON text")
 }

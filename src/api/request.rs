@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 
 use crate::proto::command::valid_channel;
 use crate::proto::http::MAX_HEAD;
+use crate::proto::query::param;
 
 const MAX_HEADERS: usize = 32;
 
@@ -18,6 +19,14 @@ pub enum ApiRequest {
         channel: String,
         data: String,
     },
+    /// `GET /api/history?channel=C&since=S&limit=L`.
+    History {
+        channel: String,
+        since: u64,
+        limit: usize,
+    },
+    /// `POST /api/drop-connections`: close every client connection.
+    DropConnections,
     Stats,
     Health,
     /// Answer with this status and a JSON `{"error": reason}`.
@@ -107,8 +116,13 @@ pub fn parse(buf: &[u8], max_body: usize) -> ApiParsed {
     let request = match (req.method.unwrap_or(""), path) {
         ("POST", "/api/publish") => publish(query, body),
         ("GET", "/api/stats") => ApiRequest::Stats,
+        ("GET", "/api/history") => history(query),
+        ("POST", "/api/drop-connections") => ApiRequest::DropConnections,
         ("GET", "/health") => ApiRequest::Health,
-        (_, "/api/publish" | "/api/stats" | "/health") => refuse(405, "method not allowed"),
+        (
+            _,
+            "/api/publish" | "/api/stats" | "/api/history" | "/api/drop-connections" | "/health",
+        ) => refuse(405, "method not allowed"),
         _ => refuse(404, "not found"),
     };
     ApiParsed::Done {
@@ -152,6 +166,29 @@ fn publish(query: &str, body: &[u8]) -> ApiRequest {
         return refuse(400, "invalid channel name");
     }
     ApiRequest::Publish { channel, data }
+}
+
+fn history(query: &str) -> ApiRequest {
+    let channel = param(query, "channel").unwrap_or_default();
+    if !valid_channel(&channel) {
+        return refuse(400, "invalid channel name");
+    }
+    let number = |key: &str| param(query, key).map(|v| v.parse::<u64>());
+    let since = match number("since") {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return refuse(400, "invalid since"),
+    };
+    let limit = match number("limit") {
+        None => usize::MAX,
+        Some(Ok(n)) => n.min(usize::MAX as u64) as usize,
+        Some(Err(_)) => return refuse(400, "invalid limit"),
+    };
+    ApiRequest::History {
+        channel: channel.into_owned(),
+        since,
+        limit,
+    }
 }
 
 /// A complete response; `keep_alive` false adds `Connection: close`.

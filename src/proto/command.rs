@@ -19,7 +19,12 @@ pub fn valid_channel(name: &str) -> bool {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command<'a> {
-    Subscribe(Cow<'a, str>),
+    /// With `since`, a resume: the messages after `since` come first.
+    Subscribe {
+        channel: Cow<'a, str>,
+        since: Option<u64>,
+        epoch: Option<Cow<'a, str>>,
+    },
     Unsubscribe(Cow<'a, str>),
     /// `data` is the raw JSON text of the value, exactly as sent.
     Publish {
@@ -37,6 +42,9 @@ struct Wire<'a> {
     channel: Option<Cow<'a, str>>,
     #[serde(borrow)]
     data: Option<&'a RawValue>,
+    since: Option<u64>,
+    #[serde(borrow)]
+    epoch: Option<Cow<'a, str>>,
 }
 
 /// Why a command was refused; the text goes into the error reply.
@@ -58,7 +66,20 @@ pub fn parse(bytes: &[u8]) -> Result<Command<'_>, Refused> {
         }
     };
     match &*op {
-        "subscribe" => Ok(Command::Subscribe(channel()?)),
+        "subscribe" => {
+            let epoch = wire.epoch.clone();
+            if epoch
+                .as_deref()
+                .is_some_and(|e| e.len() > 16 || !e.bytes().all(|b| b.is_ascii_alphanumeric()))
+            {
+                return Err(Cow::Borrowed("invalid epoch"));
+            }
+            Ok(Command::Subscribe {
+                channel: channel()?,
+                since: wire.since,
+                epoch,
+            })
+        }
         "unsubscribe" => Ok(Command::Unsubscribe(channel()?)),
         "publish" => {
             let channel = channel()?;
@@ -86,8 +107,12 @@ pub fn push(channel: &str, seq: u64, data: &str) -> Vec<u8> {
     out
 }
 
-pub fn subscribed(channel: &str, seq: u64) -> String {
-    format!("{{\"op\":\"subscribed\",\"channel\":\"{channel}\",\"seq\":{seq}}}")
+/// `seq` is where the client stands once the catch-up that follows is delivered.
+pub fn subscribed(channel: &str, seq: u64, epoch: &str, recovered: bool) -> String {
+    format!(
+        "{{\"op\":\"subscribed\",\"channel\":\"{channel}\",\"seq\":{seq},\
+         \"epoch\":\"{epoch}\",\"recovered\":{recovered}}}"
+    )
 }
 
 pub fn unsubscribed(channel: &str) -> String {
@@ -118,7 +143,19 @@ mod tests {
     fn commands_parse() {
         assert_eq!(
             parse(br#"{"op":"subscribe","channel":"news"}"#),
-            Ok(Command::Subscribe("news".into()))
+            Ok(Command::Subscribe {
+                channel: "news".into(),
+                since: None,
+                epoch: None
+            })
+        );
+        assert_eq!(
+            parse(br#"{"op":"subscribe","channel":"n","since":7,"epoch":"k3"}"#),
+            Ok(Command::Subscribe {
+                channel: "n".into(),
+                since: Some(7),
+                epoch: Some("k3".into())
+            })
         );
         assert_eq!(
             parse(br#"{"channel":"a.b","op":"unsubscribe"}"#),
@@ -146,6 +183,14 @@ mod tests {
             "invalid channel name"
         );
         assert_eq!(refusal(r#"{"op":"publish","channel":"a"}"#), "missing data");
+        assert_eq!(
+            refusal(r#"{"op":"subscribe","channel":"a","epoch":"x y"}"#),
+            "invalid epoch"
+        );
+        assert_eq!(
+            refusal(r#"{"op":"subscribe","channel":"a","since":-1}"#),
+            "invalid JSON"
+        );
     }
 
     #[test]
@@ -169,10 +214,11 @@ mod tests {
         );
         let err: serde_json::Value = serde_json::from_str(&error("unknown op \"x\"")).unwrap();
         assert_eq!(err["reason"], "unknown op \"x\"");
-        let sub: serde_json::Value = serde_json::from_str(&subscribed("c", 3)).unwrap();
+        let sub: serde_json::Value =
+            serde_json::from_str(&subscribed("c", 3, "k3", false)).unwrap();
         assert_eq!(
             sub,
-            serde_json::json!({"op":"subscribed","channel":"c","seq":3})
+            serde_json::json!({"op":"subscribed","channel":"c","seq":3,"epoch":"k3","recovered":false})
         );
     }
 }

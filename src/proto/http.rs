@@ -1,19 +1,78 @@
-//! The client listener's HTTP/1.1: the WebSocket upgrade request, its routing and
-//! every answer, as bytes in and bytes out.
-
-use percent_encoding::percent_decode_str;
+//! The client listener's HTTP/1.1: the WebSocket upgrade, the SSE and long-poll
+//! requests, the browser client's files, their routing and every answer, as bytes
+//! in and bytes out.
 
 use super::command::valid_channel;
+use super::query::{self, Wanted};
 
 /// A request head larger than this is refused (431): nobody needs more to upgrade.
 pub const MAX_HEAD: usize = 8 * 1024;
 const MAX_HEADERS: usize = 32;
 
-/// What the listener serves beyond `/ws` and `/health`.
+/// What the listener serves beyond `/health` and `/halley.js`.
 #[derive(Debug, Clone, Copy)]
 pub struct Routes {
     pub echo: bool,
+    pub demo: bool,
+    pub transports: Transports,
     pub max_subscriptions: usize,
+}
+
+/// The transports this server offers (`--transports`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transports {
+    pub ws: bool,
+    pub sse: bool,
+    pub poll: bool,
+}
+
+impl Transports {
+    pub const ALL: Transports = Transports {
+        ws: true,
+        sse: true,
+        poll: true,
+    };
+
+    /// `ws,sse,poll`, any subset, in any order.
+    pub fn parse(list: &str) -> Result<Transports, String> {
+        let mut set = Transports {
+            ws: false,
+            sse: false,
+            poll: false,
+        };
+        for name in list.split(',').map(str::trim) {
+            match name {
+                "ws" => set.ws = true,
+                "sse" => set.sse = true,
+                "poll" => set.poll = true,
+                other => return Err(format!("unknown transport {other:?} (ws, sse, poll)")),
+            }
+        }
+        Ok(set)
+    }
+}
+
+/// Files the client listener serves, compiled into the binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asset {
+    ClientJs,
+    DemoPage,
+}
+
+impl Asset {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Asset::ClientJs => "application/javascript; charset=utf-8",
+            Asset::DemoPage => "text/html; charset=utf-8",
+        }
+    }
+
+    pub fn body(self) -> &'static [u8] {
+        match self {
+            Asset::ClientJs => include_bytes!("../../www/halley.js"),
+            Asset::DemoPage => include_bytes!("../../www/demo.html"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +99,25 @@ pub enum ClientRequest {
     Upgrade {
         endpoint: Endpoint,
         accept_key: String,
-        subscribe: Vec<String>,
+        subscribe: Vec<Wanted>,
+    },
+    /// `GET /sse`: an event stream of these channels.
+    Sse {
+        channels: Vec<Wanted>,
+    },
+    /// `GET /poll`: one long-poll of these channels.
+    Poll {
+        channels: Vec<Wanted>,
+        keep_alive: bool,
+    },
+    Asset {
+        asset: Asset,
+        keep_alive: bool,
+    },
+    /// `POST /demo/publish` (only with `--demo`): publish `data` (a JSON string).
+    DemoPublish {
+        channel: String,
+        data: String,
     },
     Health,
     Refuse(Refusal),
@@ -98,18 +175,60 @@ pub fn parse_client_request(buf: &[u8], routes: Routes) -> Parsed {
 fn route(request: &httparse::Request<'_, '_>, routes: Routes) -> ClientRequest {
     let target = request.path.unwrap_or("/");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let headers = &*request.headers;
+    let get = request.method == Some("GET");
+    let keep_alive = match request.version {
+        Some(1) => !header_has_token(headers, "connection", "close"),
+        _ => header_has_token(headers, "connection", "keep-alive"),
+    };
+    let max = routes.max_subscriptions;
     let endpoint = match path {
-        "/ws" => Endpoint::PubSub,
+        "/ws" if routes.transports.ws => Endpoint::PubSub,
         "/echo" if routes.echo => Endpoint::Echo,
-        "/health" if request.method == Some("GET") => return ClientRequest::Health,
-        "/health" => return refuse(405, "method not allowed"),
+        "/ws" | "/sse" | "/poll" if !get => return refuse(405, "method not allowed"),
+        "/sse" if routes.transports.sse => {
+            let last_event_id =
+                header(headers, "last-event-id").and_then(|v| std::str::from_utf8(v).ok());
+            return match query::wanted(query, "channel", last_event_id, max) {
+                Ok(channels) if channels.is_empty() => refuse(400, "missing channel"),
+                Ok(channels) => ClientRequest::Sse { channels },
+                Err(refusal) => ClientRequest::Refuse(refusal),
+            };
+        }
+        "/poll" if routes.transports.poll => {
+            return match query::wanted(query, "channel", None, max) {
+                Ok(channels) if channels.is_empty() => refuse(400, "missing channel"),
+                Ok(channels) => ClientRequest::Poll {
+                    channels,
+                    keep_alive,
+                },
+                Err(refusal) => ClientRequest::Refuse(refusal),
+            };
+        }
+        "/ws" | "/sse" | "/poll" => return refuse(404, "transport disabled"),
+        "/halley.js" if get => {
+            return ClientRequest::Asset {
+                asset: Asset::ClientJs,
+                keep_alive,
+            }
+        }
+        "/demo" if routes.demo && get => {
+            return ClientRequest::Asset {
+                asset: Asset::DemoPage,
+                keep_alive,
+            }
+        }
+        "/demo/publish" if routes.demo && request.method == Some("POST") => {
+            return demo_publish(query)
+        }
+        "/health" if get => return ClientRequest::Health,
+        "/health" | "/halley.js" => return refuse(405, "method not allowed"),
         _ => return refuse(404, "not found"),
     };
-    let headers = &*request.headers;
     if !header_has_token(headers, "upgrade", "websocket") {
         return refuse(426, "this endpoint needs a WebSocket upgrade");
     }
-    if request.method != Some("GET") || request.version != Some(1) {
+    if !get || request.version != Some(1) {
         return refuse(400, "a WebSocket upgrade needs GET and HTTP/1.1");
     }
     if !header_has_token(headers, "connection", "upgrade") {
@@ -121,7 +240,7 @@ fn route(request: &httparse::Request<'_, '_>, routes: Routes) -> ClientRequest {
     let Some(key) = header(headers, "sec-websocket-key").filter(|k| is_websocket_key(k)) else {
         return refuse(400, "missing or malformed Sec-WebSocket-Key");
     };
-    let subscribe = match subscriptions(query, routes.max_subscriptions) {
+    let subscribe = match query::wanted(query, "subscribe", None, max) {
         Ok(channels) => channels,
         Err(refusal) => return ClientRequest::Refuse(refusal),
     };
@@ -129,6 +248,20 @@ fn route(request: &httparse::Request<'_, '_>, routes: Routes) -> ClientRequest {
         endpoint,
         accept_key: tungstenite::handshake::derive_accept_key(key),
         subscribe,
+    }
+}
+
+/// The demo page's publish: the channel and the text both come in the query, so
+/// the request has no body to read.
+fn demo_publish(query: &str) -> ClientRequest {
+    let channel = query::param(query, "channel").unwrap_or_default();
+    if !valid_channel(&channel) {
+        return refuse(400, "invalid channel name");
+    }
+    let text = query::param(query, "data").unwrap_or_default();
+    ClientRequest::DemoPublish {
+        channel: channel.into_owned(),
+        data: serde_json::to_string(&*text).expect("strings serialise"),
     }
 }
 
@@ -169,38 +302,17 @@ fn is_websocket_key(key: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
-/// The channels of `subscribe=C1,C2` in the query string, validated.
-fn subscriptions(query: &str, max: usize) -> Result<Vec<String>, Refusal> {
-    let mut channels: Vec<String> = Vec::new();
-    for pair in query.split('&') {
-        let Some(list) = pair.strip_prefix("subscribe=") else {
-            continue;
-        };
-        let list = percent_decode_str(list)
-            .decode_utf8()
-            .map_err(|_| Refusal {
-                status: 400,
-                reason: "invalid channel name",
-            })?;
-        for name in list.split(',').filter(|n| !n.is_empty()) {
-            if !valid_channel(name) {
-                return Err(Refusal {
-                    status: 400,
-                    reason: "invalid channel name",
-                });
-            }
-            if !channels.iter().any(|c| c == name) {
-                channels.push(name.to_owned());
-            }
-        }
-    }
-    if channels.len() > max {
-        return Err(Refusal {
-            status: 400,
-            reason: "too many subscriptions",
-        });
-    }
-    Ok(channels)
+/// A `200` answer with a body that leaves the connection open when `keep_alive`.
+pub fn ok_response(content_type: &str, body: &[u8], keep_alive: bool, extra: &str) -> Vec<u8> {
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}\
+         Connection: {connection}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
 }
 
 /// The 101 answer, written in one piece.

@@ -2,6 +2,8 @@ use super::*;
 
 const ROUTES: Routes = Routes {
     echo: false,
+    demo: false,
+    transports: Transports::ALL,
     max_subscriptions: 4,
 };
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -66,7 +68,8 @@ fn subscribe_query_is_decoded_deduplicated_and_validated() {
         ROUTES,
     ) {
         ClientRequest::Upgrade { subscribe, .. } => {
-            assert_eq!(subscribe, vec!["news", "chat:room-1"])
+            let names: Vec<&str> = subscribe.iter().map(|w| w.name.as_str()).collect();
+            assert_eq!(names, vec!["news", "chat:room-1"])
         }
         other => panic!("{other:?}"),
     }
@@ -161,4 +164,96 @@ fn responses_are_well_formed() {
         upgrade.contains("\r\nUpgrade: websocket\r\n")
             && upgrade.contains("Sec-WebSocket-Version: 13\r\n")
     );
+}
+
+fn get(target: &str, extra: &str) -> String {
+    format!("GET {target} HTTP/1.1\r\nHost: x\r\n{extra}\r\n")
+}
+
+#[test]
+fn resume_positions_come_with_the_upgrade() {
+    match routed(&upgrade("/ws?subscribe=a,b&since=4,&epoch=k3", ""), ROUTES) {
+        ClientRequest::Upgrade { subscribe, .. } => {
+            assert_eq!(subscribe[0].since, Some(4));
+            assert_eq!(subscribe[0].epoch.as_deref(), Some("k3"));
+            assert_eq!(subscribe[1].since, None);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn sse_and_poll_are_routed_with_their_channels() {
+    match routed(
+        &get("/sse?channel=a,b&since=1,2", "Last-Event-ID: 5,6\r\n"),
+        ROUTES,
+    ) {
+        ClientRequest::Sse { channels } => {
+            assert_eq!(channels.len(), 2);
+            assert_eq!((channels[0].since, channels[1].since), (Some(5), Some(6)));
+        }
+        other => panic!("{other:?}"),
+    }
+    match routed(&get("/poll?channel=a&since=3", ""), ROUTES) {
+        ClientRequest::Poll {
+            channels,
+            keep_alive,
+        } => {
+            assert_eq!(channels[0].since, Some(3));
+            assert!(keep_alive, "HTTP/1.1 keeps the connection by default");
+        }
+        other => panic!("{other:?}"),
+    }
+    match routed(&get("/poll?channel=a", "Connection: close\r\n"), ROUTES) {
+        ClientRequest::Poll { keep_alive, .. } => assert!(!keep_alive),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(status_of(&get("/poll", "")), 400, "a poll needs a channel");
+    assert_eq!(status_of(&get("/sse?channel=a%20b", "")), 400);
+    assert_eq!(status_of("POST /poll?channel=a HTTP/1.1\r\n\r\n"), 405);
+}
+
+#[test]
+fn disabled_transports_and_the_demo_answer_404_until_enabled() {
+    let only_poll = Routes {
+        transports: Transports::parse("poll").unwrap(),
+        ..ROUTES
+    };
+    for target in ["/ws", "/sse?channel=a"] {
+        match routed(&upgrade(target, ""), only_poll) {
+            ClientRequest::Refuse(r) => {
+                assert_eq!((r.status, r.reason), (404, "transport disabled"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(Transports::parse("ws,carrier-pigeon").is_err());
+    assert_eq!(status_of(&get("/demo", "")), 404);
+    let demo = Routes {
+        demo: true,
+        ..ROUTES
+    };
+    assert!(matches!(
+        routed(&get("/demo", ""), demo),
+        ClientRequest::Asset {
+            asset: Asset::DemoPage,
+            ..
+        }
+    ));
+    match routed(
+        "POST /demo/publish?channel=d&data=hi%20there HTTP/1.1\r\n\r\n",
+        demo,
+    ) {
+        ClientRequest::DemoPublish { channel, data } => {
+            assert_eq!((channel.as_str(), data.as_str()), ("d", "\"hi there\""))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        routed(&get("/halley.js", ""), ROUTES),
+        ClientRequest::Asset {
+            asset: Asset::ClientJs,
+            keep_alive: true
+        }
+    ));
 }

@@ -1,8 +1,12 @@
-//! The protocol core: HTTP upgrade, WebSocket frames and the JSON commands.
+//! The protocol core: HTTP requests, WebSocket frames, SSE events, long-poll
+//! answers and the JSON commands.
 //!
 //! Nothing here touches a socket or a clock: bytes go in, bytes and decisions come
 //! out, so every rule can be tested byte by byte.
 
 pub mod command;
 pub mod http;
+pub mod poll;
+pub mod query;
+pub mod sse;
 pub mod ws;

@@ -1,14 +1,21 @@
-//! The hub: channel names, their sequence numbers, and the fan-out of each publish
-//! to the workers that hold subscribers of its channel.
+//! The hub: channel names, their sequence numbers, epochs and history, and the
+//! hand-off of each publish to the workers that hold subscribers of its channel.
+//!
+//! Lock order: the name map, then a channel's state. A channel is removed (under
+//! both locks) once no worker holds it and its history is empty; a worker or a
+//! publisher that finds it removed looks the name up again.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::proto::{command, ws};
-use crate::worker::inbox::{Inbox, Mail};
+use super::epoch::Epochs;
+use super::history::{CatchUp, History};
+use super::publication::{Outlet, Publication};
+use crate::proto::command;
 
 /// Dense id of a channel, so that per-connection and per-worker state stays small.
 pub type ChannelId = u32;
@@ -17,96 +24,260 @@ pub type ChannelId = u32;
 pub struct Channel {
     pub id: ChannelId,
     pub name: Box<str>,
+    pub epoch: Box<str>,
     state: Mutex<ChannelState>,
 }
 
 #[derive(Debug, Default)]
 struct ChannelState {
     last_seq: u64,
-    /// Bit i set: worker i holds subscribers. Publishes go only to those workers.
+    /// Bit i set: worker i holds subscribers or held polls. Publishes go only there.
     workers: u64,
+    history: History,
+    /// Listed in the hub's `expiring` list (its history is not empty).
+    expiring: bool,
+    /// Gone from the name map: whoever holds this `Arc` must look the name up again.
+    removed: bool,
 }
 
-/// One published message, already a complete WebSocket frame. Cloning it for each
-/// worker clones a reference count, not the bytes.
-#[derive(Debug, Clone)]
-pub struct Publication {
-    pub channel: ChannelId,
-    pub seq: u64,
-    pub frame: Bytes,
+impl Channel {
+    fn state(&self) -> MutexGuard<'_, ChannelState> {
+        self.state.lock().expect("channel lock")
+    }
+}
+
+/// How much history each channel keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryLimits {
+    pub size: usize,
+    pub ttl_s: u32,
+}
+
+/// A worker joined a channel: where it is live from, and what a resume needs first.
+#[derive(Debug)]
+pub struct Joined {
+    pub channel: Arc<Channel>,
+    /// Every publish after this seq reaches the worker through its inbox.
+    pub last_seq: u64,
+    pub catch_up: CatchUp,
+}
+
+/// What a resume asks for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Position<'a> {
+    pub since: Option<u64>,
+    pub epoch: Option<&'a str>,
+}
+
+/// The history API's answer.
+#[derive(Debug)]
+pub struct Backlog {
+    pub epoch: Box<str>,
+    pub last_seq: u64,
+    pub messages: Vec<(u64, Bytes)>,
+    pub recovered: bool,
 }
 
 #[derive(Debug)]
 pub struct Hub {
     channels: RwLock<HashMap<Box<str>, Arc<Channel>>>,
-    inboxes: Vec<Arc<Inbox>>,
+    /// Channels whose history is not empty: the only ones the sweep visits.
+    expiring: Mutex<Vec<Arc<Channel>>>,
+    outlets: Vec<Arc<dyn Outlet>>,
+    limits: HistoryLimits,
+    epochs: Epochs,
+    next_id: AtomicU32,
     published_total: AtomicU64,
+    started: Instant,
 }
 
 impl Hub {
-    pub fn new(inboxes: Vec<Arc<Inbox>>) -> Hub {
+    pub fn new(outlets: Vec<Arc<dyn Outlet>>, limits: HistoryLimits) -> Hub {
         Hub {
             channels: RwLock::default(),
-            inboxes,
+            expiring: Mutex::default(),
+            outlets,
+            limits,
+            epochs: Epochs::new(),
+            next_id: AtomicU32::new(0),
             published_total: AtomicU64::new(0),
+            started: Instant::now(),
         }
     }
 
+    fn now_s(&self) -> u32 {
+        self.started.elapsed().as_secs() as u32
+    }
+
+    /// The channel of that (already validated) name, if it exists now.
+    pub fn find(&self, name: &str) -> Option<Arc<Channel>> {
+        self.channels.read().expect("hub lock").get(name).cloned()
+    }
+
     /// The channel of that (already validated) name, created on first use.
-    pub fn channel(&self, name: &str) -> Arc<Channel> {
-        if let Some(found) = self.channels.read().expect("hub lock").get(name) {
-            return Arc::clone(found);
+    fn channel(&self, name: &str) -> Arc<Channel> {
+        if let Some(found) = self.find(name) {
+            return found;
         }
         let mut channels = self.channels.write().expect("hub lock");
-        let next_id = channels.len() as ChannelId;
         let channel = channels.entry(name.into()).or_insert_with(|| {
             Arc::new(Channel {
-                id: next_id,
+                id: self.next_id.fetch_add(1, Ordering::Relaxed),
                 name: name.into(),
+                epoch: self.epochs.next(),
                 state: Mutex::default(),
             })
         });
         Arc::clone(channel)
     }
 
-    /// Numbers the message, encodes it once and hands it to every worker with
+    /// Numbers the message, keeps it in history and hands it to every worker with
     /// subscribers. The channel lock is held across the hand-off so that every
     /// inbox receives a channel's messages in sequence order.
-    pub fn publish(&self, name: &str, data: &str) -> u64 {
-        let channel = self.channel(name);
-        let mut state = channel.state.lock().expect("channel lock");
-        state.last_seq += 1;
-        let seq = state.last_seq;
-        self.published_total.fetch_add(1, Ordering::Relaxed);
-        if state.workers != 0 {
-            let frame = Bytes::from(ws::frame(ws::Kind::Text, &command::push(name, seq, data)));
-            let publication = Publication {
-                channel: channel.id,
-                seq,
-                frame,
-            };
-            for (worker, inbox) in self.inboxes.iter().enumerate() {
-                if state.workers & (1 << worker) != 0 {
-                    inbox.push(Mail::Publication(publication.clone()));
+    pub fn publish(&self, name: &str, data: &str) -> (Arc<Channel>, u64) {
+        loop {
+            let channel = self.channel(name);
+            let mut state = channel.state();
+            if state.removed {
+                continue;
+            }
+            state.last_seq += 1;
+            let seq = state.last_seq;
+            self.published_total.fetch_add(1, Ordering::Relaxed);
+            let payload = Bytes::from(command::push(name, seq, data));
+            if self.limits.size > 0 {
+                state
+                    .history
+                    .push(seq, self.now_s(), payload.clone(), self.limits.size);
+                if !state.expiring {
+                    state.expiring = true;
+                    self.expiring
+                        .lock()
+                        .expect("expiry lock")
+                        .push(Arc::clone(&channel));
                 }
             }
+            for (worker, outlet) in self.outlets.iter().enumerate() {
+                if state.workers & (1 << worker) != 0 {
+                    outlet.deliver(Publication {
+                        channel: Arc::clone(&channel),
+                        seq,
+                        payload: payload.clone(),
+                    });
+                }
+            }
+            let dead = state.workers == 0 && state.history.is_empty();
+            drop(state);
+            if dead {
+                self.remove_if_dead(&channel);
+            }
+            return (channel, seq);
         }
-        seq
     }
 
-    /// A worker gains its first subscriber of `channel`. Returns the last sequence
-    /// number: every later publish reaches the worker.
-    pub fn attach(&self, channel: &Channel, worker: usize) -> u64 {
-        let mut state = channel.state.lock().expect("channel lock");
-        state.workers |= 1 << worker;
-        state.last_seq
+    /// Worker `worker` takes its first subscriber (or held poll) of `name`. From
+    /// the returned `last_seq` on, every publish reaches the worker; the catch-up
+    /// holds what a resume from `position` needs before that.
+    pub fn attach(&self, name: &str, worker: usize, position: Position<'_>) -> Joined {
+        loop {
+            let channel = self.channel(name);
+            let mut state = channel.state();
+            if state.removed {
+                continue;
+            }
+            state.workers |= 1 << worker;
+            let last_seq = state.last_seq;
+            let catch_up = catch_up(&channel, &state, position, last_seq);
+            drop(state);
+            return Joined {
+                channel,
+                last_seq,
+                catch_up,
+            };
+        }
+    }
+
+    /// A resume on a channel the worker already holds, live from `upto`.
+    pub fn catch_up(&self, channel: &Channel, position: Position<'_>, upto: u64) -> CatchUp {
+        catch_up(channel, &channel.state(), position, upto)
     }
 
     /// A worker lost its last subscriber of `channel`.
-    pub fn detach(&self, channel: &Channel, worker: usize) {
-        channel.state.lock().expect("channel lock").workers &= !(1 << worker);
+    pub fn detach(&self, channel: &Arc<Channel>, worker: usize) {
+        let mut state = channel.state();
+        state.workers &= !(1 << worker);
+        let dead = state.workers == 0 && state.history.is_empty();
+        drop(state);
+        if dead {
+            self.remove_if_dead(channel);
+        }
     }
 
+    /// Up to `limit` kept messages of `name` after `since`, without creating it.
+    pub fn backlog(&self, name: &str, since: u64, limit: usize) -> Option<Backlog> {
+        let channel = self.find(name)?;
+        let state = channel.state();
+        let messages = state.history.after(since, limit);
+        let recovered = since <= state.last_seq
+            && state
+                .history
+                .catch_up(Some(since), true, state.last_seq)
+                .recovered;
+        Some(Backlog {
+            epoch: channel.epoch.clone(),
+            last_seq: state.last_seq,
+            messages,
+            recovered,
+        })
+    }
+
+    /// Once a second: expires history and removes the channels that are left
+    /// with nothing. Visits only channels that have history.
+    pub fn sweep(&self) {
+        let now = self.now_s();
+        let listed = std::mem::take(&mut *self.expiring.lock().expect("expiry lock"));
+        let mut kept = Vec::with_capacity(listed.len());
+        let mut dead = Vec::new();
+        for channel in listed {
+            let mut state = channel.state();
+            state.history.expire(now, self.limits.ttl_s);
+            if !state.history.is_empty() {
+                drop(state);
+                kept.push(channel);
+                continue;
+            }
+            state.expiring = false;
+            if state.workers == 0 {
+                drop(state);
+                dead.push(channel);
+            }
+        }
+        self.expiring.lock().expect("expiry lock").extend(kept);
+        for channel in dead {
+            self.remove_if_dead(&channel);
+        }
+        let mut channels = self.channels.write().expect("hub lock");
+        if channels.capacity() > 4 * channels.len() + 64 {
+            channels.shrink_to_fit();
+        }
+    }
+
+    fn remove_if_dead(&self, channel: &Arc<Channel>) {
+        let mut channels = self.channels.write().expect("hub lock");
+        let mut state = channel.state();
+        if state.removed || state.workers != 0 || !state.history.is_empty() {
+            return;
+        }
+        state.removed = true;
+        if channels
+            .get(&channel.name)
+            .is_some_and(|c| Arc::ptr_eq(c, channel))
+        {
+            channels.remove(&channel.name);
+        }
+    }
+
+    /// Channels that exist now.
     pub fn channel_count(&self) -> usize {
         self.channels.read().expect("hub lock").len()
     }
@@ -115,3 +286,12 @@ impl Hub {
         self.published_total.load(Ordering::Relaxed)
     }
 }
+
+fn catch_up(channel: &Channel, state: &ChannelState, position: Position<'_>, upto: u64) -> CatchUp {
+    let same_epoch = position.epoch.is_none_or(|e| e == &*channel.epoch);
+    state.history.catch_up(position.since, same_epoch, upto)
+}
+
+#[cfg(test)]
+#[path = "hub_tests.rs"]
+mod tests;

@@ -1,5 +1,8 @@
-//! Channels: the shared hub that numbers and encodes each publish once, and each
-//! worker's own index of which of its connections listen to which channel.
+//! Channels: the shared hub that numbers each publish and keeps its history once,
+//! and each worker's own index of which of its connections listen to which channel.
 
+pub mod epoch;
+pub mod history;
 pub mod hub;
+pub mod publication;
 pub mod topics;

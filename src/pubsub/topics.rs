@@ -40,24 +40,39 @@ impl Topics {
         self.channels.get_mut(&id)
     }
 
-    /// Adds a subscriber; `first_seq` is called only when the channel is new here
-    /// (to attach it at the hub). Returns the connection's position in the list.
-    pub fn add(
-        &mut self,
-        channel: Arc<Channel>,
-        key: u32,
-        first_seq: impl FnOnce(&Channel) -> u64,
-    ) -> u32 {
-        let local = self
-            .channels
-            .entry(channel.id)
-            .or_insert_with(|| LocalChannel {
-                last_seq: first_seq(&channel),
+    /// The local entry of `channel`, if this worker holds that very channel.
+    pub fn of(&self, channel: &Arc<Channel>) -> Option<&LocalChannel> {
+        self.channels
+            .get(&channel.id)
+            .filter(|local| Arc::ptr_eq(&local.channel, channel))
+    }
+
+    /// Starts holding `channel`, live from `last_seq`.
+    pub fn insert(&mut self, channel: Arc<Channel>, last_seq: u64) {
+        self.channels.insert(
+            channel.id,
+            LocalChannel {
                 channel,
                 subscribers: Vec::new(),
-            });
+                last_seq,
+            },
+        );
+    }
+
+    /// Adds a subscriber to a held channel; returns its position in the list.
+    pub fn add_subscriber(&mut self, id: ChannelId, key: u32) -> u32 {
+        let Some(local) = self.channels.get_mut(&id) else {
+            return 0;
+        };
         local.subscribers.push(key);
         (local.subscribers.len() - 1) as u32
+    }
+
+    /// Gives back the memory of a map that once held many more channels.
+    pub fn shrink(&mut self) {
+        if self.channels.capacity() > 4 * self.channels.len() + 64 {
+            self.channels.shrink_to_fit();
+        }
     }
 
     pub fn remove(&mut self, id: ChannelId, position: u32) -> Removed {
@@ -73,6 +88,9 @@ impl Topics {
             .subscribers
             .get(position)
             .map(|&key| (key, position as u32));
+        if local.subscribers.capacity() > 4 * local.subscribers.len() + 16 {
+            local.subscribers.shrink_to_fit();
+        }
         let emptied = if local.subscribers.is_empty() {
             self.channels.remove(&id).map(|gone| gone.channel)
         } else {

@@ -31,6 +31,8 @@ pub fn run_ticker(shared: Arc<Shared>, print: bool) {
     loop {
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
         next += Duration::from_secs(1);
+        // History expiry rides on the same once-a-second clock.
+        shared.hub.sweep();
         let line = tick(&shared, &mut previous);
         if print {
             let mut out = std::io::stdout().lock();
@@ -57,7 +59,8 @@ fn tick(shared: &Shared, previous: &mut Previous) -> String {
     let heap = memory::allocated_bytes();
     let line = format_line(&Line {
         uptime_s: shared.started.elapsed().as_secs(),
-        online: totals.online,
+        // Everyone a push would reach: WebSockets, SSE streams and held polls.
+        online: totals.online + totals.sse_online + totals.polls_held,
         new_per_s: per_s(totals.accepted.saturating_sub(previous.accepted)),
         worker_events_per_s: &worker_rates,
         delivered_per_s: per_s(totals.delivered.saturating_sub(previous.delivered)),

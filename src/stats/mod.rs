@@ -34,6 +34,13 @@ macro_rules! counters {
                 WorkerCounters { $($name: self.$name.load(Ordering::Relaxed),)* }
             }
         }
+
+        impl WorkerCounters {
+            /// Adds `other` field by field (the same list, so none can be forgotten).
+            pub fn add(&mut self, other: &WorkerCounters) {
+                $(self.$name += other.$name;)*
+            }
+        }
     };
 }
 
@@ -58,6 +65,16 @@ counters! {
     idle_timeouts,
     /// Requests closed for not completing the handshake (408).
     handshake_timeouts,
+    /// Open SSE streams now (a gauge).
+    sse_online,
+    /// Long-polls held now (a gauge).
+    polls_held,
+    /// Long-polls answered, with messages or empty.
+    polls_answered,
+    /// Long-polls answered empty after --poll-timeout.
+    poll_timeouts,
+    /// Resumes (since=) that could not be exact: recovered false.
+    resumes_not_recovered,
 }
 
 /// Everything the console and the API read.
@@ -87,17 +104,7 @@ impl Shared {
     pub fn totals(&self) -> WorkerCounters {
         let mut sum = WorkerCounters::default();
         for worker in &self.workers {
-            let c = worker.load();
-            sum.online += c.online;
-            sum.events += c.events;
-            sum.accepted += c.accepted;
-            sum.delivered += c.delivered;
-            sum.rejected += c.rejected;
-            sum.http_errors += c.http_errors;
-            sum.protocol_errors += c.protocol_errors;
-            sum.command_errors += c.command_errors;
-            sum.idle_timeouts += c.idle_timeouts;
-            sum.handshake_timeouts += c.handshake_timeouts;
+            sum.add(&worker.load());
         }
         sum
     }

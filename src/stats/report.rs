@@ -25,6 +25,11 @@ pub fn stats_json(shared: &Shared) -> String {
     json!({
         "uptime_s": shared.started.elapsed().as_secs(),
         "online": totals.online,
+        "sse_online": totals.sse_online,
+        "polls_held": totals.polls_held,
+        "polls_answered_total": totals.polls_answered,
+        "poll_timeouts_total": totals.poll_timeouts,
+        "resumes_not_recovered_total": totals.resumes_not_recovered,
         "connections_open": shared.open_connections.load(Ordering::Relaxed),
         "connections_total": totals.accepted,
         "published_total": shared.hub.published_total(),

@@ -1,23 +1,52 @@
-//! Client commands: subscribe, unsubscribe, publish, noop.
+//! Client commands (subscribe, unsubscribe, publish, noop) and joining a channel,
+//! which every transport shares: a subscription starts live from a known seq, after
+//! the catch-up a resume asked for.
 
-use bytes::Bytes;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
 
 use super::subscriptions::Subscription;
 use super::Worker;
 use crate::proto::command::{self, Command};
 use crate::proto::ws;
+use crate::pubsub::history::CatchUp;
+use crate::pubsub::hub::{Channel, Position};
+
+/// A connection joined a channel.
+#[derive(Debug)]
+pub(super) struct Joined {
+    pub channel: Arc<Channel>,
+    /// Where the connection stands once `catch_up` is delivered; every later
+    /// message reaches it through fan-out.
+    pub last_seq: u64,
+    pub catch_up: CatchUp,
+}
 
 impl Worker {
     pub(super) fn on_command(&mut self, key: usize, payload: &[u8]) {
         match command::parse(payload) {
-            Ok(Command::Subscribe(channel)) => self.subscribe(key, &channel, true),
+            Ok(Command::Subscribe {
+                channel,
+                since,
+                epoch,
+            }) => {
+                let position = Position {
+                    since,
+                    epoch: epoch.as_deref(),
+                };
+                match self.join(key, &channel, position) {
+                    Ok(joined) => self.confirm_ws(key, &joined),
+                    Err(reason) => self.refuse(key, reason),
+                }
+            }
             Ok(Command::Unsubscribe(channel)) => {
                 self.unsubscribe(key, &channel);
                 self.reply(key, command::unsubscribed(&channel));
             }
             Ok(Command::Publish { channel, data }) => {
                 if self.settings.client_publish {
-                    let seq = self.hub.publish(&channel, data);
+                    let (_, seq) = self.hub.publish(&channel, data);
                     self.reply(key, command::published(&channel, seq));
                 } else {
                     self.refuse(key, "publish is disabled");
@@ -25,6 +54,34 @@ impl Worker {
             }
             Ok(Command::Noop) => {}
             Err(reason) => self.refuse(key, &reason),
+        }
+    }
+
+    /// The `subscribed` reply, then the catch-up pushes, in one write.
+    pub(super) fn confirm_ws(&mut self, key: usize, joined: &Joined) {
+        let reply = command::subscribed(
+            &joined.channel.name,
+            joined.last_seq,
+            &joined.channel.epoch,
+            joined.catch_up.recovered,
+        );
+        let mut out = BytesMut::new();
+        let mut frame = Vec::with_capacity(reply.len() + 4);
+        ws::encode(ws::Kind::Text, reply.as_bytes(), &mut frame);
+        out.extend_from_slice(&frame);
+        for (_, payload) in &joined.catch_up.messages {
+            frame.clear();
+            ws::encode(ws::Kind::Text, payload, &mut frame);
+            out.extend_from_slice(&frame);
+        }
+        self.count_resume(joined);
+        self.counters.delivered += joined.catch_up.messages.len() as u64;
+        self.send(key, out.freeze());
+    }
+
+    pub(super) fn count_resume(&mut self, joined: &Joined) {
+        if !joined.catch_up.recovered {
+            self.counters.resumes_not_recovered += 1;
         }
     }
 
@@ -40,30 +97,56 @@ impl Worker {
         self.reply(key, command::error(reason));
     }
 
-    /// Subscribes `key` to `name` (already validated). With `reply`, confirms with
-    /// the last sequence number this worker has seen on the channel: the next push
-    /// the client gets is exactly the one after it.
-    pub(super) fn subscribe(&mut self, key: usize, name: &str, reply: bool) {
-        let channel = self.hub.channel(name);
-        let id = channel.id;
-        let subscriptions = &self.conns[key].subscriptions;
-        if !subscriptions.contains(id) {
-            if subscriptions.len() >= self.settings.max_subscriptions {
-                return self.refuse(key, "too many subscriptions");
+    /// Subscribes `key` to `name` (already validated), live from the channel's
+    /// position on this worker, with what a resume from `position` needs first.
+    /// Joining a channel twice keeps one subscription (and still resumes).
+    pub(super) fn join(
+        &mut self,
+        key: usize,
+        name: &str,
+        position: Position<'_>,
+    ) -> Result<Joined, &'static str> {
+        let held = self.hub.find(name).and_then(|c| {
+            self.topics
+                .of(&c)
+                .map(|l| (Arc::clone(&l.channel), l.last_seq))
+        });
+        if let Some((channel, last_seq)) = held {
+            let catch_up = self.hub.catch_up(&channel, position, last_seq);
+            if !self.conns[key].subscriptions.contains(channel.id) {
+                self.add_subscriber(key, &channel)?;
             }
-            let (hub, worker) = (&self.hub, self.id);
-            let position = self
-                .topics
-                .add(channel, key as u32, |c| hub.attach(c, worker));
-            self.conns[key].subscriptions.add(Subscription {
-                channel: id,
-                position,
+            return Ok(Joined {
+                channel,
+                last_seq,
+                catch_up,
             });
         }
-        if reply {
-            let seq = self.topics.get(id).map_or(0, |local| local.last_seq);
-            self.reply(key, command::subscribed(name, seq));
+        // Checked before the hub creates anything.
+        if self.conns[key].subscriptions.len() >= self.settings.max_subscriptions {
+            return Err("too many subscriptions");
         }
+        let joined = self.hub.attach(name, self.id, position);
+        self.topics
+            .insert(Arc::clone(&joined.channel), joined.last_seq);
+        self.add_subscriber(key, &joined.channel)?;
+        Ok(Joined {
+            channel: joined.channel,
+            last_seq: joined.last_seq,
+            catch_up: joined.catch_up,
+        })
+    }
+
+    fn add_subscriber(&mut self, key: usize, channel: &Channel) -> Result<(), &'static str> {
+        if self.conns[key].subscriptions.len() >= self.settings.max_subscriptions {
+            return Err("too many subscriptions");
+        }
+        let position = self.topics.add_subscriber(channel.id, key as u32);
+        self.conns[key].subscriptions.add(Subscription {
+            channel: channel.id,
+            position,
+        });
+        Ok(())
     }
 
     fn unsubscribe(&mut self, key: usize, name: &str) {
@@ -84,7 +167,7 @@ impl Worker {
         }
     }
 
-    /// Removes every subscription of `key` (on close).
+    /// Removes every subscription of `key` (on close, or once a poll is answered).
     pub(super) fn unsubscribe_all(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;

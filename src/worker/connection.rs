@@ -13,14 +13,30 @@ use mio::{Interest, Registry, Token};
 use super::subscriptions::Subscriptions;
 use crate::proto::ws::Fragments;
 
+/// Which protocol the connection speaks. Kept apart from [`Phase`], so that each
+/// transport shares the phases (a held poll and an idle stream are both "live").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// Reading the HTTP request head.
-    Handshake,
+pub enum Transport {
+    /// Plain HTTP: no transport chosen yet, or between keep-alive long-polls.
+    Http,
     /// Upgraded on `/ws`: commands in, pushes out.
-    PubSub,
-    /// Upgraded on `/echo`.
+    WebSocket,
+    /// Upgraded on `/echo`: every message comes back.
     Echo,
+    /// `GET /sse`: an event stream out, nothing in.
+    Sse,
+    /// `GET /poll`: one answer, then back to `Http` (keep-alive) or closed.
+    Poll,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading an HTTP request head.
+    Request,
+    /// Live: WebSocket frames both ways, or an SSE stream.
+    Open,
+    /// A long-poll waiting for a message or its timeout.
+    Held,
     /// We sent a close frame: waiting for the client's close or EOF.
     Closing,
     /// We sent a final HTTP answer: discarding input until EOF.
@@ -29,30 +45,35 @@ pub enum Stage {
 
 /// Per-connection booleans, packed.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Flags(u8);
+pub struct Flags(u16);
 
 impl Flags {
     /// Counted against `--max-connections`.
-    pub const ADMITTED: u8 = 1;
-    /// Counted as online (upgraded).
-    pub const ONLINE: u8 = 2;
-    pub const PING_SENT: u8 = 4;
+    pub const ADMITTED: u16 = 1;
+    /// Counted as online (an upgraded WebSocket or an open SSE stream).
+    pub const ONLINE: u16 = 2;
+    pub const PING_SENT: u16 = 4;
     /// Registered for writable events (the outbox is not empty).
-    pub const WANT_WRITE: u8 = 8;
+    pub const WANT_WRITE: u16 = 8;
     /// Half-close once the outbox is flushed.
-    pub const SHUTDOWN_AFTER_FLUSH: u8 = 16;
+    pub const SHUTDOWN_AFTER_FLUSH: u16 = 16;
     /// Drop the connection once the outbox is flushed.
-    pub const DROP_AFTER_FLUSH: u8 = 32;
+    pub const DROP_AFTER_FLUSH: u16 = 32;
     /// Already queued for removal.
-    pub const DOOMED: u8 = 64;
+    pub const DOOMED: u16 = 64;
+    /// The current request asked for keep-alive (a held poll answers with it).
+    pub const KEEP_ALIVE: u16 = 128;
+    /// At least one request was answered: an idle keep-alive connection is closed
+    /// quietly rather than answered 408.
+    pub const SERVED: u16 = 256;
 
-    pub fn has(self, flag: u8) -> bool {
+    pub fn has(self, flag: u16) -> bool {
         self.0 & flag != 0
     }
-    pub fn set(&mut self, flag: u8) {
+    pub fn set(&mut self, flag: u16) {
         self.0 |= flag;
     }
-    pub fn clear(&mut self, flag: u8) {
+    pub fn clear(&mut self, flag: u16) {
         self.0 &= !flag;
     }
 }
@@ -70,9 +91,11 @@ pub struct Extra {
 #[derive(Debug)]
 pub struct Connection {
     pub stream: TcpStream,
-    /// Worker clock (seconds) of the last sign of life, or of the last stage change.
+    /// Worker clock (seconds) of the last sign of life or phase change; for an SSE
+    /// stream, of the last heartbeat.
     pub last_seen: u32,
-    pub stage: Stage,
+    pub transport: Transport,
+    pub phase: Phase,
     pub flags: Flags,
     pub subscriptions: Subscriptions,
     pub extra: Option<Box<Extra>>,
@@ -94,11 +117,17 @@ impl Connection {
         Connection {
             stream,
             last_seen: now,
-            stage: Stage::Handshake,
+            transport: Transport::Http,
+            phase: Phase::Request,
             flags,
             subscriptions: Subscriptions::default(),
             extra: None,
         }
+    }
+
+    /// A live subscriber of its channels: pushes go to it.
+    pub fn is_live(&self) -> bool {
+        !self.flags.has(Flags::DOOMED) && matches!(self.phase, Phase::Open | Phase::Held)
     }
 
     pub fn extra_mut(&mut self) -> &mut Extra {

@@ -1,12 +1,21 @@
 //! Fan-out: each turn, every publication drained from the inbox goes to the local
-//! subscribers of its channel. Frames a connection is owed in one turn are joined
-//! so that it costs one write, however many messages arrived.
+//! subscribers of its channel. A channel's messages of one turn are encoded once per
+//! transport (WebSocket frames, SSE events, a long-poll answer) and those bytes are
+//! shared by every subscriber on that transport, so each costs one write however
+//! many messages arrived. Only streams or polls of several channels get bytes of
+//! their own, because their position names every channel.
 
-use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+
+use bytes::Bytes;
 use mio::Token;
 
-use super::connection::Flags;
+use super::connection::{Connection, Flags, Phase, Transport};
 use super::Worker;
+use crate::proto::{poll, sse, ws};
+use crate::pubsub::hub::Channel;
+use crate::pubsub::publication::Publication;
+use crate::pubsub::topics::Topics;
 
 impl Worker {
     pub(super) fn fan_out(&mut self) {
@@ -14,47 +23,204 @@ impl Worker {
             return;
         }
         // Stable: a channel's publications stay in sequence order.
-        self.publications.sort_by_key(|p| p.channel);
-        let publications = std::mem::take(&mut self.publications);
-        let registry = self.poll.registry();
-        for group in publications.chunk_by(|a, b| a.channel == b.channel) {
-            let Some(local) = self.topics.get_mut(group[0].channel) else {
-                continue;
-            };
-            // Publications at or below last_seq predate this worker's subscription.
-            let fresh: Vec<&Bytes> = group
-                .iter()
-                .filter(|p| p.seq > local.last_seq)
-                .map(|p| &p.frame)
-                .collect();
-            local.last_seq = local.last_seq.max(group[group.len() - 1].seq);
-            let frames = match fresh.len() {
-                0 => continue,
-                1 => fresh[0].clone(),
-                _ => {
-                    let mut joined = BytesMut::with_capacity(fresh.iter().map(|f| f.len()).sum());
-                    for frame in &fresh {
-                        joined.extend_from_slice(frame);
-                    }
-                    joined.freeze()
-                }
-            };
-            for &key in &local.subscribers {
-                let key = key as usize;
-                let conn = &mut self.conns[key];
-                if conn.flags.has(Flags::DOOMED) {
-                    continue;
-                }
-                if conn.send(frames.clone(), registry, Token(key)).is_err() {
-                    conn.flags.set(Flags::DOOMED);
-                    self.doomed.push(key);
-                }
-            }
-            self.counters.delivered += (fresh.len() * local.subscribers.len()) as u64;
+        self.publications.sort_by_key(|p| p.channel.id);
+        let mut publications = std::mem::take(&mut self.publications);
+        for group in publications.chunk_by(|a, b| Arc::ptr_eq(&a.channel, &b.channel)) {
+            self.fan_out_channel(group);
         }
         // Keep the allocation for the next turn.
-        let mut publications = publications;
         publications.clear();
         self.publications = publications;
+    }
+
+    fn fan_out_channel(&mut self, group: &[Publication]) {
+        let channel = &group[0].channel;
+        let Some(local) = self
+            .topics
+            .get_mut(channel.id)
+            .filter(|local| Arc::ptr_eq(&local.channel, channel))
+        else {
+            return;
+        };
+        // Publications at or below last_seq predate this worker's subscription.
+        let fresh: Vec<&Publication> = group.iter().filter(|p| p.seq > local.last_seq).collect();
+        let Some(last) = fresh.last() else {
+            return;
+        };
+        local.last_seq = last.seq;
+        // Taken out while the connections are written, put back below; nothing
+        // joins or leaves during fan-out (answered polls leave afterwards).
+        let subscribers = std::mem::take(&mut local.subscribers);
+        let mut wire = Encodings {
+            channel,
+            fresh: &fresh,
+            allow_origin: self.settings.allow_origin,
+            websocket: None,
+            sse: None,
+            poll: [None, None],
+        };
+        let registry = self.poll.registry();
+        let mut reached = 0u64;
+        for &key in &subscribers {
+            let key = key as usize;
+            let conn = &self.conns[key];
+            if !conn.is_live() {
+                continue;
+            }
+            let single = conn.subscriptions.len() == 1;
+            let bytes = match (conn.transport, conn.phase) {
+                (Transport::WebSocket, Phase::Open) => wire.websocket(),
+                (Transport::Sse, Phase::Open) if single => wire.sse(),
+                (Transport::Sse, Phase::Open) => wire.sse_for(conn, &self.topics),
+                (Transport::Poll, Phase::Held) => {
+                    let keep_alive = conn.flags.has(Flags::KEEP_ALIVE);
+                    let answer = if single {
+                        wire.poll(keep_alive)
+                    } else {
+                        wire.poll_for(conn, &self.topics, keep_alive)
+                    };
+                    // Answered after fan-out, when it may leave its channels.
+                    self.conns[key].phase = Phase::Request;
+                    self.counters.polls_held -= 1;
+                    self.answered_polls.push((key, answer));
+                    reached += 1;
+                    continue;
+                }
+                _ => continue,
+            };
+            reached += 1;
+            let conn = &mut self.conns[key];
+            if conn.send(bytes, registry, Token(key)).is_err() {
+                conn.flags.set(Flags::DOOMED);
+                self.doomed.push(key);
+            }
+        }
+        self.counters.delivered += fresh.len() as u64 * reached;
+        if let Some(local) = self.topics.get_mut(channel.id) {
+            local.subscribers = subscribers;
+        }
+    }
+
+    /// Sends the answers of the polls fan-out reached, then lets each read the
+    /// request it may have pipelined.
+    pub(super) fn resume_answered_polls(&mut self) {
+        let answered = std::mem::take(&mut self.answered_polls);
+        for &(key, ref answer) in &answered {
+            if self.is_live(key) {
+                self.finish_poll(key, answer.clone());
+                self.reconsume(key);
+            }
+        }
+        let mut answered = answered;
+        answered.clear();
+        self.answered_polls = answered;
+    }
+}
+
+/// One channel's messages of this turn, encoded on first use per transport.
+struct Encodings<'a> {
+    channel: &'a Arc<Channel>,
+    fresh: &'a [&'a Publication],
+    allow_origin: Option<&'static str>,
+    websocket: Option<Bytes>,
+    sse: Option<Bytes>,
+    /// Without and with keep-alive.
+    poll: [Option<Bytes>; 2],
+}
+
+impl Encodings<'_> {
+    fn websocket(&mut self) -> Bytes {
+        let fresh = self.fresh;
+        self.websocket
+            .get_or_insert_with(|| {
+                let mut out = Vec::with_capacity(fresh.iter().map(|p| p.payload.len() + 10).sum());
+                for p in fresh {
+                    ws::encode(ws::Kind::Text, &p.payload, &mut out);
+                }
+                Bytes::from(out)
+            })
+            .clone()
+    }
+
+    fn sse(&mut self) -> Bytes {
+        let fresh = self.fresh;
+        self.sse
+            .get_or_insert_with(|| {
+                let mut out = Vec::with_capacity(fresh.iter().map(|p| p.payload.len() + 24).sum());
+                for p in fresh {
+                    sse::event(&mut out, None, Some(&sse::id([p.seq])), &p.payload);
+                }
+                Bytes::from(out)
+            })
+            .clone()
+    }
+
+    fn poll(&mut self, keep_alive: bool) -> Bytes {
+        let (channel, fresh, origin) = (self.channel, self.fresh, self.allow_origin);
+        self.poll[usize::from(keep_alive)]
+            .get_or_insert_with(|| {
+                let standing = poll::Standing {
+                    name: &channel.name,
+                    last_seq: fresh[fresh.len() - 1].seq,
+                    epoch: &channel.epoch,
+                    recovered: true,
+                };
+                let body = poll::body(fresh.iter().map(|p| &p.payload[..]), &[standing]);
+                Bytes::from(poll::response(&body, origin, keep_alive))
+            })
+            .clone()
+    }
+
+    /// Where `conn` stands in each of its channels once `seq` of this one is sent.
+    fn positions<'t>(
+        &self,
+        conn: &Connection,
+        topics: &'t Topics,
+        seq: u64,
+    ) -> Vec<(u64, Option<&'t Channel>)> {
+        conn.subscriptions
+            .as_slice()
+            .iter()
+            .map(|s| {
+                let local = topics.get(s.channel);
+                let at = if s.channel == self.channel.id {
+                    seq
+                } else {
+                    local.map_or(0, |l| l.last_seq)
+                };
+                (at, local.map(|l| &*l.channel))
+            })
+            .collect()
+    }
+
+    fn sse_for(&self, conn: &Connection, topics: &Topics) -> Bytes {
+        let mut out = Vec::new();
+        for p in self.fresh {
+            let id = sse::id(
+                self.positions(conn, topics, p.seq)
+                    .iter()
+                    .map(|(at, _)| *at),
+            );
+            sse::event(&mut out, None, Some(&id), &p.payload);
+        }
+        Bytes::from(out)
+    }
+
+    fn poll_for(&self, conn: &Connection, topics: &Topics, keep_alive: bool) -> Bytes {
+        let last = self.fresh[self.fresh.len() - 1].seq;
+        let positions = self.positions(conn, topics, last);
+        let standings: Vec<poll::Standing<'_>> = positions
+            .iter()
+            .filter_map(|(at, channel)| {
+                channel.map(|c| poll::Standing {
+                    name: &c.name,
+                    last_seq: *at,
+                    epoch: &c.epoch,
+                    recovered: true,
+                })
+            })
+            .collect();
+        let body = poll::body(self.fresh.iter().map(|p| &p.payload[..]), &standings);
+        Bytes::from(poll::response(&body, self.allow_origin, keep_alive))
     }
 }

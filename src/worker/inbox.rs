@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use mio::net::TcpStream;
 use mio::Waker;
 
-use crate::pubsub::hub::Publication;
+use crate::pubsub::publication::{Outlet, Publication};
 
 #[derive(Debug)]
 pub enum Mail {
@@ -16,6 +16,8 @@ pub enum Mail {
         admitted: bool,
     },
     Publication(Publication),
+    /// Close every client connection (history stays): `POST /api/drop-connections`.
+    DropConnections,
     Shutdown,
 }
 
@@ -51,5 +53,11 @@ impl Inbox {
     /// allocations for reuse.
     pub fn drain_into(&self, into: &mut Vec<Mail>) {
         std::mem::swap(&mut *self.queue.lock().expect("inbox lock"), into);
+    }
+}
+
+impl Outlet for Inbox {
+    fn deliver(&self, publication: Publication) {
+        self.push(Mail::Publication(publication));
     }
 }

@@ -5,9 +5,9 @@ use std::io::{self, Read};
 
 use bytes::Bytes;
 
-use super::connection::{Flags, Stage};
+use super::connection::{Flags, Phase, Transport};
 use super::Worker;
-use crate::proto::http::{self, Parsed, Routes};
+use crate::proto::http::{self, Parsed, Routes, MAX_HEAD};
 use crate::proto::ws::{self, Decoded, Event};
 
 /// A kept tail whose buffer is this many times larger than its content is copied
@@ -39,7 +39,9 @@ impl Worker {
                     return;
                 }
             };
-            if matches!(conn.stage, Stage::PubSub | Stage::Echo) {
+            if conn.phase == Phase::Open
+                && matches!(conn.transport, Transport::WebSocket | Transport::Echo)
+            {
                 conn.last_seen = self.now;
                 conn.flags.clear(Flags::PING_SENT);
             }
@@ -59,6 +61,18 @@ impl Worker {
         self.resumed_reads = std::mem::replace(&mut self.unfinished_reads, keys);
         while let Some(key) = self.resumed_reads.pop() {
             self.on_readable(key);
+        }
+    }
+
+    /// Processes input kept while a poll was held (a pipelined next request).
+    pub(super) fn reconsume(&mut self, key: usize) {
+        let waiting = self.conns.get(key).is_some_and(|c| {
+            c.extra
+                .as_ref()
+                .is_some_and(|e| !e.pending_input.is_empty())
+        });
+        if waiting {
+            self.ingest(key, 0);
         }
     }
 
@@ -100,12 +114,22 @@ impl Worker {
     fn consume(&mut self, key: usize, buf: &mut [u8]) -> usize {
         let mut used = 0;
         while used < buf.len() && self.is_live(key) {
-            let progress = match self.conns[key].stage {
-                Stage::Handshake => self.consume_request(key, &buf[used..]),
-                Stage::PubSub | Stage::Echo | Stage::Closing => {
+            let conn = &self.conns[key];
+            let progress = match (conn.phase, conn.transport) {
+                (Phase::Request, _) => self.consume_request(key, &buf[used..]),
+                (Phase::Open | Phase::Closing, Transport::WebSocket | Transport::Echo) => {
                     self.consume_frame(key, &mut buf[used..])
                 }
-                Stage::Draining => Some(buf.len() - used),
+                // A request pipelined behind a held poll waits for its answer, within
+                // the bound of one request head.
+                (Phase::Held, _) if buf.len() - used <= MAX_HEAD => None,
+                (Phase::Held, _) => {
+                    self.counters.http_errors += 1;
+                    self.doom(key);
+                    Some(buf.len() - used)
+                }
+                // An SSE client has nothing to say; after a final answer, nothing counts.
+                _ => Some(buf.len() - used),
             };
             match progress {
                 Some(n) => used += n,
@@ -121,6 +145,8 @@ impl Worker {
     fn consume_request(&mut self, key: usize, buf: &[u8]) -> Option<usize> {
         let routes = Routes {
             echo: self.settings.echo,
+            demo: self.settings.demo,
+            transports: self.settings.transports,
             max_subscriptions: self.settings.max_subscriptions,
         };
         match http::parse_client_request(buf, routes) {
@@ -136,7 +162,7 @@ impl Worker {
         let max = self.settings.max_message_size;
         let conn = &mut self.conns[key];
         let mut fragments = conn.extra.as_mut().and_then(|e| e.fragments.take());
-        let closing = conn.stage == Stage::Closing;
+        let closing = conn.phase == Phase::Closing;
         let decoded = ws::decode(buf, &mut fragments, max);
         if let Some(open) = fragments {
             self.conns[key].extra_mut().fragments = Some(open);
@@ -171,7 +197,7 @@ impl Worker {
             Event::Pong => {}
             Event::Close(code) => self.answer_close(key, code),
             Event::Message { text, payload } => {
-                if self.conns[key].stage == Stage::Echo {
+                if self.conns[key].transport == Transport::Echo {
                     let kind = if text {
                         ws::Kind::Text
                     } else {

@@ -8,10 +8,11 @@ use bytes::Bytes;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
-use super::connection::{Connection, Flags, Stage};
+use super::connection::{Connection, Flags, Phase, Transport};
 use super::{Worker, CLOSE_TIMEOUT_S};
 use crate::proto::http::{self, ClientRequest, Endpoint, Refusal};
-use crate::proto::ws;
+use crate::proto::{sse, ws};
+use crate::pubsub::hub::Position;
 
 /// Seconds a refused client is told to wait before retrying.
 const RETRY_AFTER_S: u32 = 1;
@@ -56,8 +57,7 @@ impl Worker {
                 self.end_with_http(key, http::closing_response(200, "ok", None))
             }
             ClientRequest::Refuse(Refusal { status, reason }) => {
-                self.counters.http_errors += 1;
-                self.end_with_http(key, http::closing_response(status, reason, None));
+                self.refuse_http(key, status, reason)
             }
             ClientRequest::Upgrade {
                 endpoint,
@@ -66,25 +66,80 @@ impl Worker {
             } => {
                 self.send(key, Bytes::from(http::switching_protocols(&accept_key)));
                 let conn = &mut self.conns[key];
-                conn.stage = if endpoint == Endpoint::Echo {
-                    Stage::Echo
+                conn.transport = if endpoint == Endpoint::Echo {
+                    Transport::Echo
                 } else {
-                    Stage::PubSub
+                    Transport::WebSocket
                 };
+                conn.phase = Phase::Open;
                 conn.last_seen = self.now;
                 conn.flags.set(Flags::ONLINE);
                 self.counters.online += 1;
-                for channel in &subscribe {
-                    self.subscribe(key, channel, false);
+                for want in &subscribe {
+                    let position = Position {
+                        since: want.since,
+                        epoch: want.epoch.as_deref(),
+                    };
+                    // Silent unless resuming: load tools take any frame as a reply.
+                    match self.join(key, &want.name, position) {
+                        Ok(joined) if want.since.is_some() => self.confirm_ws(key, &joined),
+                        Ok(_) => {}
+                        Err(reason) => return self.close_with(key, 1008, reason),
+                    }
                 }
             }
+            ClientRequest::Sse { channels } => self.start_sse(key, &channels),
+            ClientRequest::Poll {
+                channels,
+                keep_alive,
+            } => self.start_poll(key, &channels, keep_alive),
+            ClientRequest::Asset { asset, keep_alive } => {
+                let cors = self
+                    .settings
+                    .allow_origin
+                    .map(|o| format!("Access-Control-Allow-Origin: {o}\r\n"))
+                    .unwrap_or_default();
+                let extra = format!("Cache-Control: no-cache\r\n{cors}");
+                let answer =
+                    http::ok_response(asset.content_type(), asset.body(), keep_alive, &extra);
+                self.answer_http(key, Bytes::from(answer), keep_alive);
+            }
+            ClientRequest::DemoPublish { channel, data } => {
+                let (published, seq) = self.hub.publish(&channel, &data);
+                let body = format!(
+                    "{{\"channel\":\"{channel}\",\"seq\":{seq},\"epoch\":\"{}\"}}",
+                    published.epoch
+                );
+                let answer = http::ok_response("application/json", body.as_bytes(), false, "");
+                self.end_with_http(key, answer);
+            }
+        }
+    }
+
+    pub(super) fn refuse_http(&mut self, key: usize, status: u16, reason: &str) {
+        self.counters.http_errors += 1;
+        self.end_with_http(key, http::closing_response(status, reason, None));
+    }
+
+    /// Sends a complete HTTP answer; with keep-alive the connection then reads its
+    /// next request, else it closes.
+    pub(super) fn answer_http(&mut self, key: usize, answer: Bytes, keep_alive: bool) {
+        if !keep_alive {
+            return self.end_with_http(key, answer.to_vec());
+        }
+        self.send(key, answer);
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.transport = Transport::Http;
+            conn.phase = Phase::Request;
+            conn.last_seen = self.now;
+            conn.flags.set(Flags::SERVED);
         }
     }
 
     fn end_with_http(&mut self, key: usize, response: Vec<u8>) {
         self.send(key, Bytes::from(response));
         if let Some(conn) = self.conns.get_mut(key) {
-            conn.stage = Stage::Draining;
+            conn.phase = Phase::Draining;
             conn.last_seen = self.now;
             conn.flags.set(Flags::SHUTDOWN_AFTER_FLUSH);
         }
@@ -94,13 +149,16 @@ impl Worker {
     /// Starts the closing handshake from our side: close frame, then FIN, then wait
     /// for the client's close or EOF (bounded by the sweep).
     pub(super) fn close_with(&mut self, key: usize, code: u16, reason: &str) {
-        if !matches!(self.stage(key), Some(Stage::PubSub | Stage::Echo)) {
+        let open_ws = self.conns.get(key).is_some_and(|c| {
+            c.phase == Phase::Open && matches!(c.transport, Transport::WebSocket | Transport::Echo)
+        });
+        if !open_ws {
             return;
         }
         self.unsubscribe_all(key);
         self.send(key, Bytes::from(ws::close_frame(code, reason)));
         if let Some(conn) = self.conns.get_mut(key) {
-            conn.stage = Stage::Closing;
+            conn.phase = Phase::Closing;
             conn.last_seen = self.now;
             conn.flags.set(Flags::SHUTDOWN_AFTER_FLUSH);
         }
@@ -117,7 +175,7 @@ impl Worker {
         };
         self.send(key, Bytes::from(frame));
         if let Some(conn) = self.conns.get_mut(key) {
-            conn.stage = Stage::Closing;
+            conn.phase = Phase::Closing;
             conn.flags.set(Flags::DROP_AFTER_FLUSH);
         }
         self.settle(key);
@@ -131,15 +189,33 @@ impl Worker {
         let mut due: Vec<(usize, Due)> = Vec::new();
         for (key, conn) in self.conns.iter() {
             let quiet = now.saturating_sub(conn.last_seen);
-            let action = match conn.stage {
-                Stage::Handshake if quiet >= s.handshake_timeout_s => Due::HandshakeTimeout,
-                Stage::Closing | Stage::Draining if quiet >= CLOSE_TIMEOUT_S => Due::Drop,
-                Stage::PubSub | Stage::Echo
-                    if s.idle_timeout_s > 0 && quiet >= s.idle_timeout_s =>
-                {
-                    Due::Idle
+            let websocket = matches!(conn.transport, Transport::WebSocket | Transport::Echo);
+            let action = match conn.phase {
+                // An idle keep-alive connection goes quietly; a slow request gets 408.
+                Phase::Request if quiet >= s.handshake_timeout_s => {
+                    let idle = conn.flags.has(Flags::SERVED)
+                        && conn
+                            .extra
+                            .as_ref()
+                            .is_none_or(|e| e.pending_input.is_empty());
+                    if idle {
+                        Due::Drop
+                    } else {
+                        Due::HandshakeTimeout
+                    }
                 }
-                Stage::PubSub | Stage::Echo
+                Phase::Closing | Phase::Draining if quiet >= CLOSE_TIMEOUT_S => Due::Drop,
+                // The clock counts whole seconds: `>` answers no earlier than asked.
+                Phase::Held if quiet > s.poll_timeout_s => Due::PollTimeout,
+                Phase::Open if !websocket => {
+                    if s.ping_interval_s > 0 && quiet >= s.ping_interval_s {
+                        Due::Heartbeat
+                    } else {
+                        continue;
+                    }
+                }
+                Phase::Open if s.idle_timeout_s > 0 && quiet >= s.idle_timeout_s => Due::Idle,
+                Phase::Open
                     if s.ping_interval_s > 0
                         && quiet >= s.ping_interval_s
                         && !conn.flags.has(Flags::PING_SENT) =>
@@ -163,8 +239,30 @@ impl Worker {
                 }
                 Due::Ping => {
                     self.conns[key].flags.set(Flags::PING_SENT);
-                    self.send(key, Bytes::from_static(&[0x89, 0x00]));
+                    self.send(key, Bytes::from(ws::frame(ws::Kind::Ping, b"")));
                 }
+                Due::Heartbeat => {
+                    self.conns[key].last_seen = now;
+                    self.send(key, Bytes::from_static(sse::HEARTBEAT));
+                }
+                Due::PollTimeout => self.poll_timed_out(key),
+            }
+        }
+        self.topics.shrink();
+    }
+
+    /// `POST /api/drop-connections`: every client goes, as in a restart, but the
+    /// history stays, so each can resume exactly.
+    pub(super) fn drop_connections(&mut self) {
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let conn = &self.conns[key];
+            match (conn.phase, conn.transport) {
+                (Phase::Open, Transport::WebSocket | Transport::Echo) => {
+                    self.close_with(key, 1012, "service restart")
+                }
+                (Phase::Open | Phase::Held, _) => self.doom(key),
+                _ => {}
             }
         }
     }
@@ -174,10 +272,13 @@ impl Worker {
         self.shutdown_deadline = Some(Instant::now() + timeout);
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
-            match self.conns[key].stage {
-                Stage::PubSub | Stage::Echo => self.close_with(key, 1001, "server shutdown"),
-                Stage::Handshake | Stage::Draining => self.doom(key),
-                Stage::Closing => {}
+            let conn = &self.conns[key];
+            match (conn.phase, conn.transport) {
+                (Phase::Closing, _) => {}
+                (Phase::Open, Transport::WebSocket | Transport::Echo) => {
+                    self.close_with(key, 1001, "server shutdown")
+                }
+                _ => self.doom(key),
             }
         }
     }
@@ -189,7 +290,14 @@ impl Worker {
             self.unsubscribe_all(key);
             let conn = self.conns.remove(key);
             if conn.flags.has(Flags::ONLINE) {
-                self.counters.online -= 1;
+                if conn.transport == Transport::Sse {
+                    self.counters.sse_online -= 1;
+                } else {
+                    self.counters.online -= 1;
+                }
+            }
+            if conn.phase == Phase::Held {
+                self.counters.polls_held -= 1;
             }
             self.release_admission(conn.flags.has(Flags::ADMITTED));
         }
@@ -201,4 +309,6 @@ enum Due {
     Drop,
     Idle,
     Ping,
+    Heartbeat,
+    PollTimeout,
 }

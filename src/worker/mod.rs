@@ -7,6 +7,7 @@ mod fanout;
 pub mod inbox;
 mod input;
 mod lifecycle;
+mod streams;
 pub mod subscriptions;
 
 use std::io;
@@ -18,10 +19,11 @@ use mio::{Events, Poll, Token};
 use slab::Slab;
 
 use crate::config::Config;
-use crate::pubsub::hub::{Hub, Publication};
+use crate::pubsub::hub::Hub;
+use crate::pubsub::publication::Publication;
 use crate::pubsub::topics::Topics;
 use crate::stats::{Shared, WorkerCounters, WorkerStats};
-use connection::{Connection, Stage};
+use connection::Connection;
 use inbox::{Inbox, Mail};
 
 pub const WAKER: Token = Token(usize::MAX);
@@ -46,6 +48,8 @@ pub struct Worker {
     publications: Vec<Publication>,
     /// Connections to remove at the end of this turn.
     doomed: Vec<usize>,
+    /// Held polls that fan-out answered this turn, with their answer.
+    answered_polls: Vec<(usize, Bytes)>,
     /// Connections whose socket still holds data after their share of a turn.
     unfinished_reads: Vec<usize>,
     resumed_reads: Vec<usize>,
@@ -79,6 +83,7 @@ impl Worker {
             mail: Vec::new(),
             publications: Vec::new(),
             doomed: Vec::new(),
+            answered_polls: Vec::new(),
             unfinished_reads: Vec::new(),
             resumed_reads: Vec::new(),
             counters: WorkerCounters::default(),
@@ -118,6 +123,7 @@ impl Worker {
             self.resume_reads();
             self.read_inbox();
             self.fan_out();
+            self.resume_answered_polls();
             if self.now >= self.next_sweep {
                 self.next_sweep = self.now + 1;
                 self.sweep();
@@ -145,6 +151,7 @@ impl Worker {
             match item {
                 Mail::Connection { stream, admitted } => self.adopt(stream, admitted),
                 Mail::Publication(publication) => self.publications.push(publication),
+                Mail::DropConnections => self.drop_connections(),
                 Mail::Shutdown => self.begin_shutdown(),
             }
         }
@@ -194,9 +201,5 @@ impl Worker {
         self.conns
             .get(key)
             .is_some_and(|c| !c.flags.has(connection::Flags::DOOMED))
-    }
-
-    fn stage(&self, key: usize) -> Option<Stage> {
-        self.conns.get(key).map(|c| c.stage)
     }
 }

@@ -10,6 +10,8 @@
 //! Every socket gets a read timeout, and every loop is bounded, so no test can hang.
 #![allow(dead_code)] // each test file uses a different subset of these helpers
 
+pub mod comet;
+
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -197,6 +199,20 @@ pub fn recv_json(ws: &mut Ws) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("frame is not JSON ({e}): {text}"))
 }
 
+/// A `subscribed` reply without its epoch (checked to be a non-empty string), for
+/// comparing the rest exactly.
+pub fn without_epoch(mut reply: Value) -> Value {
+    let epoch = reply.as_object_mut().and_then(|o| o.remove("epoch"));
+    assert!(
+        epoch
+            .as_ref()
+            .and_then(Value::as_str)
+            .is_some_and(|e| !e.is_empty()),
+        "no epoch in {reply}"
+    );
+    reply
+}
+
 /// Subscribes with a command and returns the `seq` of the `subscribed` reply.
 pub fn subscribe(ws: &mut Ws, channel: &str) -> u64 {
     send_text(
@@ -209,7 +225,12 @@ pub fn subscribe(ws: &mut Ws, channel: &str) -> u64 {
     let seq = reply["seq"]
         .as_u64()
         .unwrap_or_else(|| panic!("no seq: {reply}"));
-    assert_eq!(reply.as_object().unwrap().len(), 3, "extra fields: {reply}");
+    assert_eq!(reply["recovered"], true, "reply: {reply}");
+    assert!(
+        reply["epoch"].as_str().is_some_and(|e| !e.is_empty()),
+        "no epoch: {reply}"
+    );
+    assert_eq!(reply.as_object().unwrap().len(), 5, "extra fields: {reply}");
     seq
 }
 
@@ -415,12 +436,13 @@ impl Publisher {
     }
 }
 
-/// Checks a publish answer is `200 {"channel":C,"seq":N}` and returns N.
+/// Checks a publish answer is `200 {"channel":C,"seq":N,"epoch":E}` and returns N.
 pub fn publish_reply_seq(status: u16, body: &str, channel: &str) -> u64 {
     assert_eq!(status, 200, "publish to {channel}: {body}");
     let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
     assert_eq!(v["channel"], channel, "publish reply: {body}");
-    assert_eq!(v.as_object().unwrap().len(), 2, "publish reply: {body}");
+    assert!(v["epoch"].is_string(), "publish reply: {body}");
+    assert_eq!(v.as_object().unwrap().len(), 3, "publish reply: {body}");
     v["seq"]
         .as_u64()
         .unwrap_or_else(|| panic!("no seq: {body}"))

@@ -1,0 +1,81 @@
+//! Server-Sent Events (the WHATWG `text/event-stream` format), as bytes. The body
+//! is close-delimited: no chunk framing, so one encoded event is shared as is by
+//! every stream that carries it.
+
+/// A comment line: keeps proxies from timing the stream out, and finds dead peers.
+pub const HEARTBEAT: &[u8] = b":\n\n";
+
+/// The response head, and the reconnection delay browsers should use.
+pub fn response_head(allow_origin: Option<&str>) -> Vec<u8> {
+    let cors = allow_origin
+        .map(|o| format!("Access-Control-Allow-Origin: {o}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
+         X-Accel-Buffering: no\r\n{cors}Connection: close\r\n\r\nretry: 1000\n\n"
+    )
+    .into_bytes()
+}
+
+/// Appends one event. `data` may hold line breaks (JSON whitespace): each line
+/// becomes a `data:` line, which the browser joins back with `\n`.
+pub fn event(out: &mut Vec<u8>, kind: Option<&str>, id: Option<&[u8]>, data: &[u8]) {
+    if let Some(kind) = kind {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(kind.as_bytes());
+        out.push(b'\n');
+    }
+    if let Some(id) = id {
+        out.extend_from_slice(b"id: ");
+        out.extend_from_slice(id);
+        out.push(b'\n');
+    }
+    for line in data.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+}
+
+/// An event id naming the position in every channel of the stream, in the order
+/// of its URL: `12` for one channel, `12,7` for two.
+pub fn id(positions: impl IntoIterator<Item = u64>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24);
+    for (i, seq) in positions.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(seq.to_string().as_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_framed_by_the_spec() {
+        let mut out = Vec::new();
+        event(&mut out, None, Some(b"3"), br#"{"a":1}"#);
+        event(&mut out, Some("subscribed"), None, b"{\r\n\"b\": 2\n}");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "id: 3\ndata: {\"a\":1}\n\nevent: subscribed\ndata: {\ndata: \"b\": 2\ndata: }\n\n"
+        );
+        assert_eq!(id([12, 7]), b"12,7");
+        assert_eq!(id([5]), b"5");
+    }
+
+    #[test]
+    fn the_head_names_the_stream_and_cors_only_when_asked() {
+        let plain = String::from_utf8(response_head(None)).unwrap();
+        assert!(plain.contains("Content-Type: text/event-stream\r\n"));
+        assert!(!plain.contains("Access-Control"));
+        assert!(plain.ends_with("\r\n\r\nretry: 1000\n\n"));
+        let cors = String::from_utf8(response_head(Some("*"))).unwrap();
+        assert!(cors.contains("Access-Control-Allow-Origin: *\r\n"));
+    }
+}

@@ -1,0 +1,174 @@
+//! The HTTP transports: an SSE stream and a long-poll start here. Both join their
+//! channels as a WebSocket subscriber does; fan-out then writes their encoding.
+
+use bytes::Bytes;
+
+use super::commands::Joined;
+use super::connection::{Flags, Phase, Transport};
+use super::Worker;
+use crate::proto::query::Wanted;
+use crate::proto::{command, poll, sse};
+use crate::pubsub::hub::Position;
+
+impl Worker {
+    /// Joins every channel in `wanted`, in order; on a refusal, leaves them all.
+    fn join_all(&mut self, key: usize, wanted: &[Wanted]) -> Result<Vec<Joined>, &'static str> {
+        let mut joined = Vec::with_capacity(wanted.len());
+        for want in wanted {
+            let position = Position {
+                since: want.since,
+                epoch: want.epoch.as_deref(),
+            };
+            match self.join(key, &want.name, position) {
+                Ok(one) => joined.push(one),
+                Err(reason) => {
+                    self.unsubscribe_all(key);
+                    return Err(reason);
+                }
+            }
+        }
+        Ok(joined)
+    }
+
+    /// `GET /sse`: the head, a `subscribed` event per channel, the catch-up, then
+    /// live events from fan-out.
+    pub(super) fn start_sse(&mut self, key: usize, wanted: &[Wanted]) {
+        let joined = match self.join_all(key, wanted) {
+            Ok(joined) => joined,
+            Err(reason) => return self.refuse_http(key, 400, reason),
+        };
+        let mut out = sse::response_head(self.settings.allow_origin);
+        for one in &joined {
+            let reply = command::subscribed(
+                &one.channel.name,
+                one.last_seq,
+                &one.channel.epoch,
+                one.catch_up.recovered,
+            );
+            sse::event(&mut out, Some("subscribed"), None, reply.as_bytes());
+            self.count_resume(one);
+        }
+        // Each event's id names every channel's position: caught-up channels at
+        // their end, the others just before their first undelivered message.
+        let mut positions: Vec<u64> = joined
+            .iter()
+            .map(|j| {
+                j.catch_up
+                    .messages
+                    .first()
+                    .map_or(j.last_seq, |(seq, _)| seq - 1)
+            })
+            .collect();
+        for (index, one) in joined.iter().enumerate() {
+            for (seq, payload) in &one.catch_up.messages {
+                positions[index] = *seq;
+                sse::event(
+                    &mut out,
+                    None,
+                    Some(&sse::id(positions.iter().copied())),
+                    payload,
+                );
+            }
+            positions[index] = one.last_seq;
+            self.counters.delivered += one.catch_up.messages.len() as u64;
+        }
+        self.send(key, Bytes::from(out));
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.transport = Transport::Sse;
+            conn.phase = Phase::Open;
+            conn.last_seen = self.now;
+            conn.flags.set(Flags::ONLINE);
+            self.counters.sse_online += 1;
+        }
+    }
+
+    /// `GET /poll`: answers at once when there is something to say (messages after
+    /// `since`, or a resume that could not be exact), else holds.
+    pub(super) fn start_poll(&mut self, key: usize, wanted: &[Wanted], keep_alive: bool) {
+        let joined = match self.join_all(key, wanted) {
+            Ok(joined) => joined,
+            Err(reason) => return self.refuse_http(key, 400, reason),
+        };
+        for one in &joined {
+            self.count_resume(one);
+        }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.transport = Transport::Poll;
+        if keep_alive {
+            conn.flags.set(Flags::KEEP_ALIVE);
+        } else {
+            conn.flags.clear(Flags::KEEP_ALIVE);
+        }
+        let answer_now = joined
+            .iter()
+            .any(|j| !j.catch_up.recovered || !j.catch_up.messages.is_empty());
+        if !answer_now {
+            conn.phase = Phase::Held;
+            conn.last_seen = self.now;
+            self.counters.polls_held += 1;
+            return;
+        }
+        let standings: Vec<poll::Standing<'_>> = joined
+            .iter()
+            .map(|j| poll::Standing {
+                name: &j.channel.name,
+                last_seq: j.last_seq,
+                epoch: &j.channel.epoch,
+                recovered: j.catch_up.recovered,
+            })
+            .collect();
+        let messages = joined
+            .iter()
+            .flat_map(|j| j.catch_up.messages.iter().map(|(_, p)| &p[..]));
+        let body = poll::body(messages, &standings);
+        self.counters.delivered += joined
+            .iter()
+            .map(|j| j.catch_up.messages.len() as u64)
+            .sum::<u64>();
+        let answer = poll::response(&body, self.settings.allow_origin, keep_alive);
+        self.finish_poll(key, Bytes::from(answer));
+    }
+
+    /// Sends a poll's answer and leaves its channels; the connection then reads its
+    /// next request (keep-alive) or closes.
+    pub(super) fn finish_poll(&mut self, key: usize, answer: Bytes) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.phase == Phase::Held {
+            self.counters.polls_held -= 1;
+        }
+        let keep_alive = conn.flags.has(Flags::KEEP_ALIVE);
+        conn.phase = Phase::Request;
+        self.counters.polls_answered += 1;
+        self.unsubscribe_all(key);
+        self.answer_http(key, answer, keep_alive);
+    }
+
+    /// The answer to a held poll whose `--poll-timeout` passed: no messages, and
+    /// where each channel stands on this worker.
+    pub(super) fn poll_timed_out(&mut self, key: usize) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let standings: Vec<poll::Standing<'_>> = conn
+            .subscriptions
+            .as_slice()
+            .iter()
+            .filter_map(|s| self.topics.get(s.channel))
+            .map(|local| poll::Standing {
+                name: &local.channel.name,
+                last_seq: local.last_seq,
+                epoch: &local.channel.epoch,
+                recovered: true,
+            })
+            .collect();
+        let body = poll::body([], &standings);
+        let keep_alive = conn.flags.has(Flags::KEEP_ALIVE);
+        let answer = poll::response(&body, self.settings.allow_origin, keep_alive);
+        self.counters.poll_timeouts += 1;
+        self.finish_poll(key, Bytes::from(answer));
+    }
+}
