@@ -187,7 +187,7 @@ pub struct ReconnectArgs {
     #[arg(long, default_value_t = 2.0)]
     pub drop_after: f64,
     /// Seconds the dropped subscribers stay away before reconnecting (0 = at once;
-    /// reconnects are paced by --max-pending per process)
+    /// at most --max-pending reconnects are in progress at a time)
     #[arg(long, default_value_t = 0.0)]
     pub away: f64,
 }

@@ -33,16 +33,22 @@ pub fn poll_request(path: &str, host: &str, out: &mut Vec<u8>) {
 }
 
 /// The query of a one-channel `/poll` or `/sse` request: `channel=C`, then `since` and
-/// `epoch` when given.
+/// `epoch` when given (see `position`).
 pub fn query(channel: &str, since: Option<u64>, epoch: Option<&str>) -> String {
-    let mut q = format!("channel={channel}");
-    if let Some(s) = since {
-        q += &format!("&since={s}");
+    format!("channel={channel}{}", position(since, epoch))
+}
+
+/// `&since=S&epoch=E`, or less. The epoch goes only with a `since` above 0: position 0
+/// names no message, so nothing can be lost whatever the epoch is now, and a channel
+/// that holds nothing (no history, no subscriber) is removed between two polls of the
+/// same client and comes back with a new epoch: `since=0&epoch=OLD` would then be
+/// answered at once with `recovered:false`, again and again.
+pub fn position(since: Option<u64>, epoch: Option<&str>) -> String {
+    match (since, epoch) {
+        (None, _) => String::new(),
+        (Some(s), Some(e)) if s > 0 => format!("&since={s}&epoch={e}"),
+        (Some(s), _) => format!("&since={s}"),
     }
-    if let Some(e) = epoch {
-        q += &format!("&epoch={e}");
-    }
-    q
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -279,6 +285,8 @@ mod tests {
         );
         assert_eq!(subscribed(br#"{"op":"error","reason":"x"}"#), None);
         assert_eq!(query("c", Some(4), Some("e")), "channel=c&since=4&epoch=e");
+        assert_eq!(query("c", Some(0), Some("e")), "channel=c&since=0");
+        assert_eq!(query("c", None, Some("e")), "channel=c");
         let mut req = Vec::new();
         poll_request("/poll?channel=c", "h:1", &mut req);
         assert_eq!(req, b"GET /poll?channel=c HTTP/1.1\r\nHost: h:1\r\n\r\n");

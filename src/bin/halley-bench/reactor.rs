@@ -127,6 +127,11 @@ impl Sink {
                 recovered,
             } => {
                 let first = std::mem::replace(&mut meta.awaiting_reply, false);
+                if !first && recovered == Some(false) {
+                    // A poll that continues the previous answer's position lost nothing
+                    // the server could know of: it must be recovered.
+                    self.resume.not_recovered += 1;
+                }
                 if let Some(r) = meta.resume.as_mut() {
                     if first {
                         r.on_subscribed(last_seq, epoch, recovered, &mut self.resume);
@@ -465,13 +470,10 @@ impl Reactor {
         };
         let ws_path = match (plan.kind, since) {
             (Kind::Churn, _) | (Kind::Reconnect, None) => "/ws".to_string(),
-            (Kind::Reconnect, Some(s)) => {
-                let mut p = format!("/ws?subscribe={channel}&since={s}");
-                if let Some(e) = &epoch {
-                    p += &format!("&epoch={e}");
-                }
-                p
-            }
+            (Kind::Reconnect, Some(_)) => format!(
+                "/ws?subscribe={channel}{}",
+                comet::position(since, epoch.as_deref())
+            ),
             _ => format!("/ws?subscribe={channel}"),
         };
         let source = (!plan.sources.is_empty()).then(|| plan.sources[slot % plan.sources.len()]);

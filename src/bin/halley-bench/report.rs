@@ -118,6 +118,12 @@ pub fn verdict(
             }
         }
     }
+    if o.not_recovered > 0 {
+        problems.push(format!(
+            "{} resumes or polls answered recovered:false",
+            o.not_recovered
+        ));
+    }
     if kind == Kind::Reconnect {
         if o.dropped_subs == 0 {
             problems.push("no subscriber was dropped".to_string());
@@ -127,12 +133,6 @@ pub fn verdict(
                 "{} of {} dropped subscribers did not resume",
                 o.dropped_subs - o.resumed,
                 o.dropped_subs
-            ));
-        }
-        if o.not_recovered > 0 {
-            problems.push(format!(
-                "{} resumes answered recovered:false",
-                o.not_recovered
             ));
         }
         if o.no_recovered_field > 0 {
@@ -180,11 +180,11 @@ pub fn verdict(
     if kind == Kind::Reconnect {
         json["dropped_subscribers"] = json!(o.dropped_subs);
         json["resumed"] = json!(o.resumed);
-        json["not_recovered"] = json!(o.not_recovered);
         json["no_recovered_field"] = json!(o.no_recovered_field);
         json["caught_up"] = json!(o.caught_up);
         json["resync_ms"] = quantiles(&o.resync);
     }
+    json["not_recovered"] = json!(o.not_recovered);
     if kind.checks_deliveries() {
         json["bad_ids"] = json!(o.bad_ids);
     }

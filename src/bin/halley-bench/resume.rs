@@ -23,7 +23,8 @@ pub struct Resume {
 /// What the reply or first answer of a connection said, as the sink records it.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ResumeCounts {
-    /// Resumes that answered `recovered:false`.
+    /// Resumes that answered `recovered:false`, and poll answers after a connection's
+    /// first that did.
     pub not_recovered: u64,
     /// Resumes whose answer had no `recovered` field at all.
     pub no_recovered_field: u64,
