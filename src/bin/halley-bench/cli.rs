@@ -88,8 +88,9 @@ pub struct Common {
     #[arg(long, global = true, default_value_t = 30.0)]
     pub timeout: f64,
 
-    /// Handshakes in progress at once per process (not for burst), so that "as fast as
-    /// possible" does not overflow the server's accept backlog
+    /// Handshakes in progress at once over all processes and threads (not for burst;
+    /// reconnect's resumes too), so that "as fast as possible" does not overflow the
+    /// server's accept backlog
     #[arg(long, global = true, default_value_t = 1000)]
     pub max_pending: usize,
 
