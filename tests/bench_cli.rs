@@ -207,3 +207,192 @@ fn past_max_connections_fails_with_503() {
     assert!(n(&v, &["connected"]) <= 50, "{v}");
     assert!(n(&v, &["failed", "http_503"]) >= 50, "{v}");
 }
+
+// ------------------------------------------------------------ SSE, long-polling, resume
+
+#[test]
+fn hold_200_over_sse_and_poll_all_subscribe() {
+    let s = start(&[]);
+    for transport in ["sse", "poll"] {
+        let (code, v) = bench(
+            &s.url(),
+            &s.api_url(),
+            &[
+                "hold",
+                "--transport",
+                transport,
+                "--connections",
+                "200",
+                "--duration",
+                "1",
+            ],
+        );
+        assert_eq!(v["transport"], transport, "{v}");
+        assert_eq!(n(&v, &["connected"]), 200, "{v}");
+        assert_eq!(n(&v, &["failed", "total"]), 0, "{v}");
+        assert_eq!(code, 0, "{v}");
+    }
+}
+
+#[test]
+fn fanout_over_sse_delivers_everything_once_in_order() {
+    let s = start(&[]);
+    let (code, v) = bench(
+        &s.url(),
+        &s.api_url(),
+        &[
+            "fanout",
+            "--transport",
+            "sse",
+            "--connections",
+            "200",
+            "--channels",
+            "2",
+            "--messages",
+            "50",
+            "--publish-rate",
+            "0",
+            "--procs",
+            "2",
+        ],
+    );
+    // 2 channels of 100 subscribers, 25 messages each.
+    assert_eq!(n(&v, &["connected"]), 200, "{v}");
+    assert_eq!(n(&v, &["deliveries"]), 5_000, "{v}");
+    for k in ["lost", "duplicated", "out_of_order", "bad_ids", "foreign"] {
+        assert_eq!(n(&v, &[k]), 0, "{k}: {v}");
+    }
+    assert_eq!(code, 0, "{v}");
+}
+
+#[test]
+fn fanout_over_poll_delivers_everything_once_in_order() {
+    let s = start(&[]);
+    let (code, v) = bench(
+        &s.url(),
+        &s.api_url(),
+        &[
+            "fanout",
+            "--transport",
+            "poll",
+            "--connections",
+            "200",
+            "--messages",
+            "50",
+            "--publish-rate",
+            "200",
+        ],
+    );
+    assert_eq!(n(&v, &["connected"]), 200, "{v}");
+    assert_eq!(n(&v, &["deliveries"]), 10_000, "{v}");
+    for k in ["lost", "duplicated", "out_of_order", "foreign"] {
+        assert_eq!(n(&v, &[k]), 0, "{k}: {v}");
+    }
+    assert_eq!(code, 0, "{v}");
+}
+
+/// A reconnect run: (exit status, verdict).
+fn reconnect(s: &common::Server, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec!["reconnect", "--timeout", "10"];
+    args.extend_from_slice(extra);
+    bench(&s.url(), &s.api_url(), &args)
+}
+
+#[test]
+fn reconnect_resumes_every_subscriber_without_loss_on_each_transport() {
+    let s = start(&[]);
+    for transport in ["ws", "sse", "poll"] {
+        let (code, v) = reconnect(
+            &s,
+            &[
+                "--transport",
+                transport,
+                "--channel-prefix",
+                transport,
+                "--connections",
+                "100",
+                "--channels",
+                "2",
+                "--messages",
+                "60",
+                "--publish-rate",
+                "30",
+                "--drop-after",
+                "1",
+            ],
+        );
+        assert_eq!(v["transport"], transport, "{v}");
+        assert_eq!(n(&v, &["connected"]), 100, "{v}");
+        assert_eq!(n(&v, &["dropped_subscribers"]), 100, "{v}");
+        assert_eq!(n(&v, &["resumed"]), 100, "{v}");
+        assert_eq!(n(&v, &["not_recovered"]), 0, "{v}");
+        assert_eq!(n(&v, &["published"]), 60, "{v}");
+        // 2 channels of 50 subscribers, 30 messages each, each exactly once.
+        assert_eq!(n(&v, &["deliveries"]), 3_000, "{v}");
+        for k in ["lost", "duplicated", "out_of_order"] {
+            assert_eq!(n(&v, &[k]), 0, "{transport} {k}: {v}");
+        }
+        assert!(v["resync_ms"]["max"].is_number(), "{v}");
+        assert_eq!(code, 0, "{v}");
+    }
+}
+
+#[test]
+fn reconnect_after_an_absence_catches_up_from_history_over_two_procs() {
+    let s = start(&[]);
+    let (code, v) = reconnect(
+        &s,
+        &[
+            "--connections",
+            "100",
+            "--procs",
+            "2",
+            "--messages",
+            "60",
+            "--publish-rate",
+            "20",
+            "--drop-after",
+            "1",
+            "--away",
+            "0.5",
+        ],
+    );
+    assert_eq!(n(&v, &["resumed"]), 100, "{v}");
+    assert_eq!(n(&v, &["not_recovered"]), 0, "{v}");
+    assert_eq!(n(&v, &["deliveries"]), 6_000, "{v}");
+    // Messages were published while every subscriber was away.
+    assert!(n(&v, &["caught_up"]) > 0, "{v}");
+    assert_eq!(n(&v, &["lost"]) + n(&v, &["duplicated"]), 0, "{v}");
+    assert_eq!(code, 0, "{v}");
+}
+
+#[test]
+fn reconnect_past_the_history_counts_every_resume_not_recovered() {
+    // History keeps 2 messages; the subscribers miss about 20.
+    let s = start(&["--history-size", "2"]);
+    for transport in ["ws", "sse", "poll"] {
+        let (code, v) = reconnect(
+            &s,
+            &[
+                "--transport",
+                transport,
+                "--channel-prefix",
+                transport,
+                "--connections",
+                "20",
+                "--messages",
+                "60",
+                "--publish-rate",
+                "20",
+                "--drop-after",
+                "0.5",
+                "--away",
+                "1",
+            ],
+        );
+        assert_eq!(n(&v, &["resumed"]), 20, "{v}");
+        assert_eq!(n(&v, &["not_recovered"]), 20, "{transport}: {v}");
+        assert!(n(&v, &["lost"]) > 0, "{v}");
+        assert_eq!(code, 1, "{v}");
+    }
+}

@@ -1,16 +1,18 @@
 //! Command line: common options (global, so they may come before or after the
 //! scenario) and one subcommand per scenario.
 
+use crate::client::Transport;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "halley-bench",
     version,
-    about = "Load generator for the Halley WebSocket pub/sub push server",
-    long_about = "Load generator for the Halley WebSocket pub/sub push server.\n\n\
-        Opens many WebSocket connections (mio, one reactor thread per core), subscribes \
-        them to channels, publishes through the HTTP API and reports a verdict. \
+    about = "Load generator for the Halley pub/sub push server (WebSocket, SSE, long-polling)",
+    long_about = "Load generator for the Halley pub/sub push server.\n\n\
+        Opens many connections (mio, one reactor thread per core) over WebSocket, \
+        Server-Sent Events or long-polling (--transport), subscribes them to channels, \
+        publishes through the HTTP API and reports a verdict. \
         Progress goes to stderr once per second; the report goes to stdout, and with \
         --json the last stdout line is one JSON object.\n\n\
         Exit status: 0 on success; 1 when the success rate is below --min-success or a \
@@ -19,11 +21,15 @@ use clap::{Args, Parser, Subcommand};
         {refused, timeout, http_503, handshake, other, dropped, total}, errors, success_pct, \
         connections_per_s, time_to_target_s, handshake_ms and latency_ms {p50, p95, p99, p999, \
         max}, cycles, published, publish_errors, expected_deliveries, deliveries, \
-        deliveries_per_s, lost, duplicated, out_of_order.\n\n\
-        latency_ms is publish-to-delivery for fanout, connect-to-\"subscribed\" for churn and \
-        the handshake (TCP connect to 101) for hold and burst. \
+        deliveries_per_s, lost, duplicated, out_of_order, transport; reconnect adds \
+        dropped_subscribers, resumed, not_recovered, caught_up and resync_ms {p50, p95, \
+        p99, p999, max}.\n\n\
+        latency_ms is publish-to-delivery for fanout and reconnect, connect-to-\"subscribed\" \
+        for churn and the handshake (TCP connect to 101, or to the SSE or first poll \
+        answer's 200) for hold and burst. \
         Success rate: connections opened and not dropped by the server over --connections \
-        (hold, fanout, burst); completed cycles over cycles plus failures (churn)."
+        (hold, fanout, burst); completed cycles over cycles plus failures (churn); \
+        subscribers resumed after the drop over --connections (reconnect)."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -35,9 +41,15 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Common options")]
 pub struct Common {
-    /// WebSocket listener of the server (ws://HOST:PORT, optional path prefix ignored)
+    /// Client listener of the server (ws://HOST:PORT or http://HOST:PORT, for every
+    /// transport; a path is ignored)
     #[arg(long, global = true, default_value = "ws://127.0.0.1:8080")]
     pub url: String,
+
+    /// How subscribers connect (hold, fanout, reconnect): WebSocket /ws, Server-Sent
+    /// Events GET /sse, or keep-alive long-polling GET /poll
+    #[arg(long, global = true, value_enum, default_value_t = Transport::Ws)]
+    pub transport: Transport,
 
     /// HTTP publish API of the server
     #[arg(long, global = true, default_value = "http://127.0.0.1:8081")]
@@ -72,12 +84,13 @@ pub struct Common {
     #[arg(long, global = true, default_value_t = 10.0)]
     pub connect_timeout: f64,
 
-    /// Fanout: how long to wait for deliveries after the last publish, seconds
+    /// Fanout, reconnect: how long to wait for deliveries after the last publish, seconds
     #[arg(long, global = true, default_value_t = 30.0)]
     pub timeout: f64,
 
-    /// Handshakes in progress at once per process (not for burst), so that "as fast as
-    /// possible" does not overflow the server's accept backlog
+    /// Handshakes in progress at once over all processes and threads (not for burst;
+    /// reconnect's resumes too), so that "as fast as possible" does not overflow the
+    /// server's accept backlog
     #[arg(long, global = true, default_value_t = 1000)]
     pub max_pending: usize,
 
@@ -108,6 +121,9 @@ pub enum Scenario {
     Churn(ChurnArgs),
     /// Open N connections at once; report successes and the handshake latency
     Burst(BurstArgs),
+    /// N subscribers; while --messages are published, all drop at once and resume with
+    /// since/epoch; checks every message arrives exactly once and times the resync
+    Reconnect(ReconnectArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -149,6 +165,34 @@ pub struct ChurnArgs {
 #[derive(Args, Debug, Clone)]
 pub struct BurstArgs {}
 
+#[derive(Args, Debug, Clone)]
+pub struct ReconnectArgs {
+    /// New connections per second while subscribing; 0 = as fast as possible
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Messages to publish; message i goes to channel i % K. Each channel's history
+    /// (server --history-size, 100 by default) must hold what is published to it while
+    /// its subscribers are away; with 100 messages per channel or fewer it always does
+    #[arg(long, default_value_t = 100)]
+    pub messages: u64,
+    /// Messages per second over all publishers (0 = as fast as the API accepts)
+    #[arg(long, default_value_t = 20.0)]
+    pub publish_rate: f64,
+    /// Keep-alive HTTP connections publishing in parallel
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
+    /// Requests in flight per publisher connection (HTTP pipelining)
+    #[arg(long, default_value_t = 8)]
+    pub pipeline: usize,
+    /// Seconds after publishing starts when every subscriber drops its connection
+    #[arg(long, default_value_t = 2.0)]
+    pub drop_after: f64,
+    /// Seconds the dropped subscribers stay away before reconnecting (0 = at once;
+    /// at most --max-pending reconnects are in progress at a time)
+    #[arg(long, default_value_t = 0.0)]
+    pub away: f64,
+}
+
 impl Scenario {
     pub fn name(&self) -> &'static str {
         match self {
@@ -156,6 +200,7 @@ impl Scenario {
             Scenario::Fanout(_) => "fanout",
             Scenario::Churn(_) => "churn",
             Scenario::Burst(_) => "burst",
+            Scenario::Reconnect(_) => "reconnect",
         }
     }
 }

@@ -1,6 +1,8 @@
 //! One process's share of a run: starts the reactor threads, walks the scenario's
-//! phases (open → ready/go → hold, deliver or burst → close) and merges the results.
+//! phases (open → ready/go → hold, deliver, drop and resume, or burst → close) and
+//! merges the results.
 
+use crate::publisher::{self, PubCfg};
 use crate::reactor::{self, Control, Kind, Plan};
 use crate::stats::{Live, Outcome};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -15,13 +17,22 @@ pub struct Share {
     pub threads: usize,
     /// hold: how long to hold once every connection is open.
     pub hold: Duration,
-    /// fanout: how long to wait for deliveries after the go.
+    /// fanout, reconnect: how long to wait for deliveries after the last publish.
     pub timeout: Duration,
+    /// reconnect: when to drop every subscriber, counted from the go.
+    pub drop_after: Duration,
+    /// reconnect: how long publishing is planned to take (messages / rate).
+    pub publish_span: Duration,
 }
 
-/// Called once the opening phase is over (hold, fanout): publishes, or tells the
-/// parent and waits for its go. Returns what it measured (the publisher's counts).
-pub type Gate<'a> = Box<dyn FnOnce(&Live) -> Outcome + 'a>;
+/// The hand-over once the opening phase is over (hold, fanout, reconnect).
+pub struct Gate<'a> {
+    /// Blocks until the run may go on: in a child, tells the parent and waits for
+    /// its go; alone, returns at once.
+    pub wait: Box<dyn FnOnce() + 'a>,
+    /// What this process publishes (nothing in a child: the parent publishes).
+    pub publish: Option<PubCfg>,
+}
 
 const POLL: Duration = Duration::from_millis(20);
 
@@ -30,6 +41,7 @@ pub fn run(plan: Plan, share: &Share, live: Arc<Live>, gate: Gate<'_>) -> Outcom
     let threads = share.threads.clamp(1, share.count.max(1));
     let ctl = Arc::new(Control {
         close: AtomicBool::new(false),
+        drop: AtomicBool::new(false),
     });
     let plan = Arc::new(plan);
     let mut handles = Vec::new();
@@ -53,7 +65,7 @@ pub fn run(plan: Plan, share: &Share, live: Arc<Live>, gate: Gate<'_>) -> Outcom
     }
     match kind {
         Kind::Hold => {
-            extra = gate(&live);
+            (gate.wait)();
             let end = Instant::now() + share.hold;
             // Nothing left to hold (e.g. the server refused all): no need to wait.
             while Instant::now() < end && Live::get(&live.open) > 0 {
@@ -61,7 +73,10 @@ pub fn run(plan: Plan, share: &Share, live: Arc<Live>, gate: Gate<'_>) -> Outcom
             }
         }
         Kind::Fanout => {
-            extra = gate(&live);
+            (gate.wait)();
+            if let Some(p) = &gate.publish {
+                extra = publisher::publish(p);
+            }
             let end = Instant::now() + share.timeout;
             while Instant::now() < end
                 && Live::get(&live.deliveries) < Live::get(&live.expected)
@@ -70,6 +85,7 @@ pub fn run(plan: Plan, share: &Share, live: Arc<Live>, gate: Gate<'_>) -> Outcom
                 thread::sleep(POLL);
             }
         }
+        Kind::Reconnect => extra = reconnect(gate, share, &live, &ctl, threads as u64),
         Kind::Burst | Kind::Churn => {}
     }
     ctl.close.store(kind != Kind::Churn, Relaxed);
@@ -83,6 +99,41 @@ pub fn run(plan: Plan, share: &Share, live: Arc<Live>, gate: Gate<'_>) -> Outcom
     }
     out.merge(&extra);
     out
+}
+
+/// reconnect after the opening phase: publishing runs (here or in the parent) while
+/// every subscriber is dropped at `drop_after` and resumes; then waits until all have
+/// resumed and every message was delivered, bounded by the publishing span plus the
+/// timeout.
+fn reconnect(gate: Gate<'_>, share: &Share, live: &Live, ctl: &Control, threads: u64) -> Outcome {
+    (gate.wait)();
+    let go = Instant::now();
+    let publishing = gate
+        .publish
+        .map(|p| thread::spawn(move || publisher::publish(&p)));
+    let drop_at = go + share.drop_after;
+    let end = go + share.publish_span.max(share.drop_after) + share.timeout;
+    while Instant::now() < drop_at && Live::get(&live.open) > 0 {
+        thread::sleep(POLL.min(drop_at.saturating_duration_since(Instant::now())));
+    }
+    ctl.drop.store(true, Relaxed);
+    while Instant::now() < end {
+        let dropped = Live::get(&live.drop_acks) >= threads;
+        let resumed = Live::get(&live.resumed) >= Live::get(&live.dropped);
+        let delivered = Live::get(&live.deliveries) >= Live::get(&live.expected);
+        if dropped && resumed && delivered {
+            break;
+        }
+        thread::sleep(POLL);
+    }
+    match publishing.map(|h| h.join()) {
+        Some(Ok(o)) => o,
+        Some(Err(_)) => Outcome {
+            errors: vec!["the publisher thread panicked".into()],
+            ..Outcome::default()
+        },
+        None => Outcome::default(),
+    }
 }
 
 /// Waits until every connection attempt has succeeded or failed. Each attempt is

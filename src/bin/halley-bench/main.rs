@@ -2,18 +2,21 @@
 //!
 //! Layout: `cli` (options) → `main` (set-up, one process or `procs` children) →
 //! `engine` (phases of a run) → `reactor` (mio threads) → `client` (one connection)
-//! → `ws` (wire format); `check` verifies fanout deliveries, `publisher` posts to the
-//! API, `progress` prints the live line and `report` the verdict.
+//! → `ws`, `comet` (wire formats: WebSocket; SSE and long-polling); `check` verifies
+//! deliveries, `resume` keeps a reconnecting subscriber's position, `publisher` posts
+//! to the API, `progress` prints the live line and `report` the verdict.
 
 mod check;
 mod cli;
 mod client;
+mod comet;
 mod engine;
 mod procs;
 mod progress;
 mod publisher;
 mod reactor;
 mod report;
+mod resume;
 mod stats;
 mod sys;
 mod target;
@@ -21,7 +24,8 @@ mod ws;
 
 use clap::Parser;
 use cli::{Cli, Scenario};
-use engine::Share;
+use client::Transport;
+use engine::{Gate, Share};
 use progress::{Emit, Progress, Snapshot};
 use publisher::PubCfg;
 use reactor::{Kind, Plan};
@@ -29,6 +33,7 @@ use stats::{Live, Outcome};
 use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use target::Endpoint;
 
 /// Exit status when the run could not start (bad options, no child processes).
 const EXIT_SETUP: i32 = 2;
@@ -58,6 +63,14 @@ struct Setup {
     hold: Duration,
     churn: Duration,
     publish: Option<PubCfg>,
+    drop_after: Duration,
+    away: Duration,
+}
+
+/// The client listener: `ws://` or `http://`, whatever the transport.
+fn client_endpoint(url: &str) -> Result<Endpoint, String> {
+    target::parse_endpoint(url, "ws")
+        .or_else(|e| target::parse_endpoint(url, "http").map_err(|_| e))
 }
 
 fn setup(cli: &Cli) -> Result<Setup, String> {
@@ -76,8 +89,27 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
     }
     positive_secs(c.connect_timeout, "--connect-timeout")?;
     positive_secs(c.timeout, "--timeout")?;
+    client_endpoint(&c.url)?;
     let api = target::parse_endpoint(&c.api, "http")?;
+    if c.transport != Transport::Ws
+        && matches!(cli.scenario, Scenario::Churn(_) | Scenario::Burst(_))
+    {
+        return Err(format!(
+            "--transport {}: {} speaks WebSocket only",
+            c.transport.name(),
+            cli.scenario.name()
+        ));
+    }
     let none = Duration::ZERO;
+    let pub_cfg = |messages: u64, rate: f64, publishers: usize, pipeline: usize| PubCfg {
+        api: api.clone(),
+        prefix: c.channel_prefix.clone(),
+        channels: c.channels,
+        messages,
+        rate: rate.max(0.0),
+        publishers: publishers.max(1),
+        pipeline: pipeline.max(1),
+    };
     Ok(match &cli.scenario {
         Scenario::Hold(a) => Setup {
             kind: Kind::Hold,
@@ -86,6 +118,8 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
             hold: positive_secs(a.duration, "--duration")?,
             churn: none,
             publish: None,
+            drop_after: none,
+            away: none,
         },
         Scenario::Fanout(a) => Setup {
             kind: Kind::Fanout,
@@ -93,15 +127,29 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
             messages: a.messages,
             hold: none,
             churn: none,
-            publish: Some(PubCfg {
-                api,
-                prefix: c.channel_prefix.clone(),
-                channels: c.channels,
-                messages: a.messages,
-                rate: a.publish_rate.max(0.0),
-                publishers: a.publishers.max(1),
-                pipeline: a.pipeline.max(1),
-            }),
+            publish: Some(pub_cfg(
+                a.messages,
+                a.publish_rate,
+                a.publishers,
+                a.pipeline,
+            )),
+            drop_after: none,
+            away: none,
+        },
+        Scenario::Reconnect(a) => Setup {
+            kind: Kind::Reconnect,
+            plan_rate: a.rate,
+            messages: a.messages,
+            hold: none,
+            churn: none,
+            publish: Some(pub_cfg(
+                a.messages,
+                a.publish_rate,
+                a.publishers,
+                a.pipeline,
+            )),
+            drop_after: positive_secs(a.drop_after, "--drop-after")?,
+            away: positive_secs(a.away, "--away")?,
         },
         Scenario::Churn(a) => Setup {
             kind: Kind::Churn,
@@ -110,6 +158,8 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
             hold: none,
             churn: positive_secs(a.duration, "--duration")?,
             publish: None,
+            drop_after: none,
+            away: none,
         },
         Scenario::Burst(_) => Setup {
             kind: Kind::Burst,
@@ -118,6 +168,8 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
             hold: none,
             churn: none,
             publish: None,
+            drop_after: none,
+            away: none,
         },
     })
 }
@@ -141,8 +193,9 @@ fn real_main() -> i32 {
         let cfg = procs::ParentCfg {
             procs: c.procs,
             total: c.connections,
-            gated: matches!(s.kind, Kind::Hold | Kind::Fanout),
+            gated: s.kind.gated(),
             publish: s.publish.clone(),
+            publish_after_go: s.kind == Kind::Reconnect,
             progress: (!c.quiet).then_some(Emit::Stderr {
                 scenario: name,
                 target: c.connections as u64,
@@ -169,7 +222,7 @@ fn real_main() -> i32 {
         println!("{line}");
         return 0;
     }
-    let v = report::verdict(name, s.kind, &outcome, c.procs, c.min_success);
+    let v = report::verdict(name, s.kind, c.transport, &outcome, c.procs, c.min_success);
     let mut out = std::io::stdout().lock();
     let _ = write!(out, "{}", v.human);
     if c.json {
@@ -196,13 +249,14 @@ fn run_here(cli: &Cli, s: &Setup) -> Result<Outcome, String> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let threads = threads.clamp(1, count.max(1));
-    let server = target::parse_endpoint(&c.url, "ws")?;
+    let server = client_endpoint(&c.url)?;
     let sources = match &c.source_ip {
         Some(spec) => target::parse_sources(spec)?,
         None => Vec::new(),
     };
     let plan = Plan {
         kind: s.kind,
+        transport: c.transport,
         server,
         sources,
         channels: c.channels,
@@ -212,6 +266,11 @@ fn run_here(cli: &Cli, s: &Setup) -> Result<Outcome, String> {
         max_pending: (c.max_pending / (procs_n * threads)).max(1),
         messages: s.messages,
         churn_until: Instant::now() + s.churn,
+        away: s.away,
+    };
+    let publish_span = match &s.publish {
+        Some(p) if p.rate > 0.0 => stats::secs(p.messages as f64 / p.rate),
+        _ => Duration::ZERO,
     };
     let share = Share {
         first,
@@ -219,6 +278,8 @@ fn run_here(cli: &Cli, s: &Setup) -> Result<Outcome, String> {
         threads,
         hold: s.hold,
         timeout: stats::secs(c.timeout),
+        drop_after: s.drop_after,
+        publish_span,
     };
     let live = Arc::new(Live::new());
     let emit = if c.child_index.is_some() {
@@ -233,21 +294,22 @@ fn run_here(cli: &Cli, s: &Setup) -> Result<Outcome, String> {
         let l = live.clone();
         Progress::start(move || Snapshot::of(&l), e)
     });
-    let gate: engine::Gate = if c.child_index.is_some() {
-        Box::new(|_: &Live| {
-            // Tell the parent we are ready, then wait for its go (or its end).
-            println!("{{\"type\":\"ready\"}}");
-            let _ = std::io::stdout().flush();
-            let mut line = String::new();
-            let _ = std::io::stdin().lock().read_line(&mut line);
-            Outcome::default()
-        })
+    let gate = if c.child_index.is_some() {
+        Gate {
+            wait: Box::new(|| {
+                // Tell the parent we are ready, then wait for its go (or its end).
+                println!("{{\"type\":\"ready\"}}");
+                let _ = std::io::stdout().flush();
+                let mut line = String::new();
+                let _ = std::io::stdin().lock().read_line(&mut line);
+            }),
+            publish: None,
+        }
     } else {
-        let publish = s.publish.clone();
-        Box::new(move |_: &Live| match &publish {
-            Some(p) => publisher::publish(p),
-            None => Outcome::default(),
-        })
+        Gate {
+            wait: Box::new(|| {}),
+            publish: s.publish.clone(),
+        }
     };
     let outcome = engine::run(plan, &share, live, gate);
     if let Some(p) = progress {

@@ -1,7 +1,7 @@
 //! `--procs P`: the parent re-executes itself P times (each child takes a slice of the
 //! connections and has its own open-file limit), relays the children's progress,
-//! releases them together once all are connected (publishing first for fanout) and
-//! merges their results.
+//! releases them together once all are connected (publishing first for fanout, right
+//! after the release for reconnect) and merges their results.
 //!
 //! Child protocol, one JSON object per stdout line: `{"type":"progress",...}` each
 //! second, `{"type":"ready"}` when its connections are open (hold, fanout; it then
@@ -37,6 +37,9 @@ pub struct ParentCfg {
     /// Hold and fanout release the children together.
     pub gated: bool,
     pub publish: Option<PubCfg>,
+    /// Publish after the go (reconnect: the children drop while it runs) rather than
+    /// before it (fanout: the children's delivery timeout starts at the go).
+    pub publish_after_go: bool,
     pub progress: Option<Emit>,
 }
 
@@ -100,12 +103,19 @@ pub fn run(cfg: ParentCfg) -> Result<Outcome, String> {
         }
         if !released && waiting.iter().all(|w| !w) {
             released = true;
-            if let Some(p) = &cfg.publish {
-                extra = publisher::publish(p);
+            if !cfg.publish_after_go {
+                if let Some(p) = &cfg.publish {
+                    extra = publisher::publish(p);
+                }
             }
             for (_, stdin) in children.iter_mut() {
                 if let Some(s) = stdin.as_mut() {
                     let _ = s.write_all(b"go\n").and_then(|_| s.flush());
+                }
+            }
+            if cfg.publish_after_go {
+                if let Some(p) = &cfg.publish {
+                    extra = publisher::publish(p);
                 }
             }
         }

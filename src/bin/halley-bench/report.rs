@@ -1,5 +1,6 @@
 //! The verdict: derived figures, the human report, the JSON line and the pass/fail.
 
+use crate::client::Transport;
 use crate::reactor::Kind;
 use crate::stats::Outcome;
 use hdrhistogram::Histogram;
@@ -53,7 +54,14 @@ fn fmt_q(v: &Value) -> String {
     )
 }
 
-pub fn verdict(name: &str, kind: Kind, o: &Outcome, procs: usize, min_success: f64) -> Verdict {
+pub fn verdict(
+    name: &str,
+    kind: Kind,
+    transport: Transport,
+    o: &Outcome,
+    procs: usize,
+    min_success: f64,
+) -> Verdict {
     let f = &o.failed;
     let lost = o.expected.saturating_sub(o.deliveries);
     let (connections_per_s, success_pct) = if kind == Kind::Churn {
@@ -64,6 +72,13 @@ pub fn verdict(name: &str, kind: Kind, o: &Outcome, procs: usize, min_success: f
             o.cycles as f64 * 100.0 / attempts as f64
         };
         (per_s(o.cycles, secs(o.start_us, o.end_us)), pct)
+    } else if kind == Kind::Reconnect {
+        let pct = if o.target == 0 {
+            100.0
+        } else {
+            o.resumed as f64 * 100.0 / o.target as f64
+        };
+        (per_s(o.connected, secs(o.start_us, o.last_connect_us)), pct)
     } else {
         let held = o.connected.saturating_sub(f.dropped);
         let pct = if o.target == 0 {
@@ -76,7 +91,7 @@ pub fn verdict(name: &str, kind: Kind, o: &Outcome, procs: usize, min_success: f
     let time_to_target = (kind != Kind::Churn && o.target > 0 && o.connected == o.target)
         .then(|| (secs(o.start_us, o.last_connect_us) * 1000.0).round() / 1000.0);
     let deliveries_per_s = per_s(o.deliveries, secs(o.first_publish_us, o.last_delivery_us));
-    let latency = if kind == Kind::Fanout || kind == Kind::Churn {
+    let latency = if matches!(kind, Kind::Fanout | Kind::Churn | Kind::Reconnect) {
         &o.latency
     } else {
         &o.handshake
@@ -90,21 +105,47 @@ pub fn verdict(name: &str, kind: Kind, o: &Outcome, procs: usize, min_success: f
     if kind == Kind::Churn && o.cycles == 0 {
         problems.push("no churn cycle completed".to_string());
     }
-    if kind == Kind::Fanout {
+    if kind.checks_deliveries() {
         for (n, what) in [
             (lost, "lost"),
             (o.duplicated, "duplicated"),
             (o.out_of_order, "out of order"),
             (o.publish_errors, "failed to publish"),
+            (o.bad_ids, "with an SSE id: other than their seq"),
         ] {
             if n > 0 {
                 problems.push(format!("{n} messages {what}"));
             }
         }
     }
+    if o.not_recovered > 0 {
+        problems.push(format!(
+            "{} resumes or polls answered recovered:false",
+            o.not_recovered
+        ));
+    }
+    if kind == Kind::Reconnect {
+        if o.dropped_subs == 0 {
+            problems.push("no subscriber was dropped".to_string());
+        }
+        if o.resumed < o.dropped_subs {
+            problems.push(format!(
+                "{} of {} dropped subscribers did not resume",
+                o.dropped_subs - o.resumed,
+                o.dropped_subs
+            ));
+        }
+        if o.no_recovered_field > 0 {
+            problems.push(format!(
+                "{} resumes answered without a recovered field",
+                o.no_recovered_field
+            ));
+        }
+    }
     let ok = problems.is_empty();
-    let json = json!({
+    let mut json = json!({
         "scenario": name,
+        "transport": transport.name(),
         "ok": ok,
         "procs": procs,
         "target": o.target,
@@ -136,6 +177,17 @@ pub fn verdict(name: &str, kind: Kind, o: &Outcome, procs: usize, min_success: f
         "error_samples": o.errors,
         "problems": problems,
     });
+    if kind == Kind::Reconnect {
+        json["dropped_subscribers"] = json!(o.dropped_subs);
+        json["resumed"] = json!(o.resumed);
+        json["no_recovered_field"] = json!(o.no_recovered_field);
+        json["caught_up"] = json!(o.caught_up);
+        json["resync_ms"] = quantiles(&o.resync);
+    }
+    json["not_recovered"] = json!(o.not_recovered);
+    if kind.checks_deliveries() {
+        json["bad_ids"] = json!(o.bad_ids);
+    }
     let human = human(name, kind, o, &json);
     Verdict { json, human, ok }
 }
@@ -143,15 +195,24 @@ pub fn verdict(name: &str, kind: Kind, o: &Outcome, procs: usize, min_success: f
 fn human(name: &str, kind: Kind, o: &Outcome, j: &Value) -> String {
     let f = &j["failed"];
     let verdict = if j["ok"] == true { "PASS" } else { "FAIL" };
-    let mut s = format!("halley-bench {name}: {verdict} in {} s\n", j["duration_s"]);
+    let mut s = format!(
+        "halley-bench {name} over {}: {verdict} in {} s\n",
+        j["transport"].as_str().unwrap_or("?"),
+        j["duration_s"]
+    );
     s += &if kind == Kind::Churn {
         format!(
             "  loops: {}, handshakes {}, cycles {} ({}% of attempts)\n",
             o.target, o.connected, o.cycles, j["success_pct"]
         )
     } else {
+        let held = if kind == Kind::Reconnect {
+            "resumed"
+        } else {
+            "held"
+        };
         format!(
-            "  connections: {} of {} connected ({}% held), {} per s, time to target {} s\n",
+            "  connections: {} of {} connected ({}% {held}), {} per s, time to target {} s\n",
             o.connected, o.target, j["success_pct"], j["connections_per_s"], j["time_to_target_s"],
         )
     };
@@ -189,6 +250,31 @@ fn human(name: &str, kind: Kind, o: &Outcome, j: &Value) -> String {
                 "  cycles {} ({} per s)\n  connect→subscribed: {}\n",
                 o.cycles,
                 j["connections_per_s"],
+                fmt_q(&j["latency_ms"]),
+            )
+        }
+        Kind::Reconnect => {
+            s += &format!(
+                "  dropped {} subscribers at once; resumed {}, recovered:false {}, \
+                 without recovered {}\n  resync (drop → live again): {}\n  \
+                 published {} of {} ({} errors); deliveries {} of {} expected ({} as \
+                 catch-up), {} per s\n  lost {}, duplicated {}, out of order {}\n  \
+                 publish→deliver: {}\n",
+                o.dropped_subs,
+                o.resumed,
+                o.not_recovered,
+                o.no_recovered_field,
+                fmt_q(&j["resync_ms"]),
+                o.published,
+                o.messages,
+                o.publish_errors,
+                o.deliveries,
+                o.expected,
+                o.caught_up,
+                j["deliveries_per_s"],
+                j["lost"],
+                o.duplicated,
+                o.out_of_order,
                 fmt_q(&j["latency_ms"]),
             )
         }

@@ -97,6 +97,25 @@ pub struct Outcome {
     pub out_of_order: u64,
     /// Pushes that were not ours (other data or index) and so were not checked.
     pub foreign: u64,
+    /// SSE events whose `id:` differs from the push's seq.
+    #[serde(default)]
+    pub bad_ids: u64,
+    /// reconnect: subscribers dropped at once, and how many of them came back.
+    #[serde(default)]
+    pub dropped_subs: u64,
+    #[serde(default)]
+    pub resumed: u64,
+    /// reconnect: resumes answered `recovered:false`, or without the field.
+    #[serde(default)]
+    pub not_recovered: u64,
+    #[serde(default)]
+    pub no_recovered_field: u64,
+    /// reconnect: pushes delivered as catch-up after a resume.
+    #[serde(default)]
+    pub caught_up: u64,
+    /// reconnect: from the drop (plus --away) until the subscriber was live again.
+    #[serde(with = "hist_pairs", default = "new_hist")]
+    pub resync: Histogram<u64>,
     pub messages: u64,
     pub published: u64,
     pub publish_errors: u64,
@@ -124,6 +143,13 @@ impl Default for Outcome {
             duplicated: 0,
             out_of_order: 0,
             foreign: 0,
+            bad_ids: 0,
+            dropped_subs: 0,
+            resumed: 0,
+            not_recovered: 0,
+            no_recovered_field: 0,
+            caught_up: 0,
+            resync: new_hist(),
             messages: 0,
             published: 0,
             publish_errors: 0,
@@ -160,6 +186,13 @@ impl Outcome {
         self.duplicated += o.duplicated;
         self.out_of_order += o.out_of_order;
         self.foreign += o.foreign;
+        self.bad_ids += o.bad_ids;
+        self.dropped_subs += o.dropped_subs;
+        self.resumed += o.resumed;
+        self.not_recovered += o.not_recovered;
+        self.no_recovered_field += o.no_recovered_field;
+        self.caught_up += o.caught_up;
+        let _ = self.resync.add(&o.resync);
         self.messages = self.messages.max(o.messages);
         self.published += o.published;
         self.publish_errors += o.publish_errors;
@@ -218,6 +251,10 @@ pub struct Live {
     pub deliveries: AtomicU64,
     pub expected: AtomicU64,
     pub cycles: AtomicU64,
+    /// reconnect: subscribers dropped, resumed, and reactor threads done dropping.
+    pub dropped: AtomicU64,
+    pub resumed: AtomicU64,
+    pub drop_acks: AtomicU64,
     /// Latencies of the last second, merged in by the reactors every 250 ms.
     pub recent: Mutex<Histogram<u64>>,
 }
@@ -233,6 +270,9 @@ impl Live {
             deliveries: AtomicU64::new(0),
             expected: AtomicU64::new(0),
             cycles: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            resumed: AtomicU64::new(0),
+            drop_acks: AtomicU64::new(0),
             recent: Mutex::new(new_hist()),
         }
     }
