@@ -121,7 +121,7 @@ impl Worker {
     /// next request, else it closes.
     pub(super) fn answer_http(&mut self, key: usize, answer: Bytes, keep_alive: bool) {
         if !keep_alive {
-            return self.end_with_http(key, answer.to_vec());
+            return self.end_with_http(key, answer);
         }
         self.send(key, answer);
         if let Some(conn) = self.conns.get_mut(key) {
@@ -132,8 +132,8 @@ impl Worker {
         }
     }
 
-    fn end_with_http(&mut self, key: usize, response: Vec<u8>) {
-        self.send(key, Bytes::from(response));
+    fn end_with_http(&mut self, key: usize, response: impl Into<Bytes>) {
+        self.send(key, response.into());
         if let Some(conn) = self.conns.get_mut(key) {
             conn.phase = Phase::Draining;
             conn.last_seen = self.now;

@@ -28,7 +28,7 @@ use inbox::{Inbox, Mail};
 
 pub const WAKER: Token = Token(usize::MAX);
 /// A per-turn list keeps its allocation for the next turn, unless a burst left it
-/// larger than this: then it is given back, so a burst leaves no memory behind.
+/// larger than this: then it is given back, so one burst does not keep its peak.
 const KEPT_CAPACITY: usize = 256;
 /// One read buffer per worker, shared by all its connections.
 const SCRATCH_BYTES: usize = 64 * 1024;
