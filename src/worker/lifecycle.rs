@@ -285,6 +285,7 @@ impl Worker {
         while let Some(key) = self.doomed.pop() {
             self.unsubscribe_all(key);
             let conn = self.conns.remove(key);
+            let _side = self.take_side(conn.side);
             if conn.flags.has(Flags::ONLINE) {
                 if conn.transport == Transport::Sse {
                     self.counters.sse_online -= 1;

@@ -7,6 +7,7 @@ mod fanout;
 pub mod inbox;
 mod input;
 mod lifecycle;
+mod side;
 mod streams;
 pub mod subscriptions;
 
@@ -45,6 +46,8 @@ pub struct Worker {
     stats: Arc<WorkerStats>,
     settings: Config,
     conns: Slab<Connection>,
+    /// What only some connections need; see `side.rs`.
+    sides: Slab<side::Side>,
     topics: Topics,
     scratch: Vec<u8>,
     mail: Vec<Mail>,
@@ -81,6 +84,7 @@ impl Worker {
             shared,
             settings,
             conns: Slab::new(),
+            sides: Slab::new(),
             topics: Topics::default(),
             scratch: vec![0; SCRATCH_BYTES],
             mail: Vec::new(),
