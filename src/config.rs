@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// Channels one connection may subscribe to [default: 64]
     #[arg(long, value_name = "N")]
     pub max_subscriptions: Option<usize>,
+    /// Bytes queued for one slow client before it is closed (1008 "slow consumer")
+    /// [default: 4194304]
+    #[arg(long, value_name = "BYTES")]
+    pub max_queued_bytes: Option<usize>,
     /// Ping a client silent for this long; 0 = never [default: 30]
     #[arg(long, value_name = "SECS")]
     pub ping_interval: Option<u32>,
@@ -111,6 +115,7 @@ pub struct Config {
     pub max_connections: usize,
     pub max_message_size: usize,
     pub max_subscriptions: usize,
+    pub max_queued_bytes: usize,
     pub ping_interval_s: u32,
     pub idle_timeout_s: u32,
     pub handshake_timeout_s: u32,
@@ -172,6 +177,7 @@ impl Config {
             ),
             max_message_size: pick!(max_message_size, 64 * 1024),
             max_subscriptions: pick!(max_subscriptions, 64),
+            max_queued_bytes: pick!(max_queued_bytes, 4 << 20),
             ping_interval_s: pick!(ping_interval, 30),
             idle_timeout_s: pick!(idle_timeout, 90),
             handshake_timeout_s: pick!(handshake_timeout, 10),
@@ -208,6 +214,9 @@ impl Config {
         }
         if self.max_message_size < 125 {
             return Err("--max-message-size must be at least 125 bytes".into());
+        }
+        if self.max_queued_bytes < 64 * 1024 {
+            return Err("--max-queued-bytes must be at least 65536".into());
         }
         if self.max_subscriptions == 0 {
             return Err("--max-subscriptions must be at least 1".into());

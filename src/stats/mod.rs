@@ -75,6 +75,8 @@ counters! {
     poll_timeouts,
     /// Resumes (since=) that could not be exact: recovered false.
     resumes_not_recovered,
+    /// Connections closed for being owed more than --max-queued-bytes.
+    slow_consumer_closes,
 }
 
 /// Everything the console and the API read.

@@ -44,6 +44,7 @@ pub fn stats_json(shared: &Shared) -> String {
         "command_errors_total": totals.command_errors,
         "idle_timeouts_total": totals.idle_timeouts,
         "handshake_timeouts_total": totals.handshake_timeouts,
+        "slow_consumer_closes_total": totals.slow_consumer_closes,
         "workers": workers,
     })
     .to_string()

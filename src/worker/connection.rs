@@ -86,6 +86,14 @@ pub struct Extra {
     pub fragments: Option<Fragments>,
     /// Frames the socket did not take yet, in order; the first may be partly sent.
     pub outbox: VecDeque<Bytes>,
+    /// Bytes in `outbox`: what the connection is owed. A frame shared with other
+    /// subscribers counts in full, since this connection holds it alive.
+    pub queued: usize,
+    /// The front of `outbox` is partly written: nothing may go before it.
+    pub front_started: bool,
+    /// The answer to the latest ping, waiting for the socket. A newer ping replaces
+    /// it (as tungstenite does), so a client that pings and never reads owns one.
+    pub pong: Option<Bytes>,
 }
 
 #[derive(Debug)]
@@ -138,14 +146,53 @@ impl Connection {
     }
 
     pub fn outbox_is_empty(&self) -> bool {
-        self.extra.as_ref().is_none_or(|e| e.outbox.is_empty())
+        self.extra
+            .as_ref()
+            .is_none_or(|e| e.outbox.is_empty() && e.pong.is_none())
+    }
+
+    /// True when the outbox holds more than `cap` bytes in more than one frame. A
+    /// single write may exceed the cap alone: a resume's catch-up or an echoed
+    /// message is bounded by the history and message-size limits; a queue behind
+    /// it is what grows without bound.
+    pub fn owes_more_than(&self, cap: usize) -> bool {
+        self.extra
+            .as_ref()
+            .is_some_and(|e| e.queued > cap && e.outbox.len() > 1)
+    }
+
+    /// Frees the outbox at once, keeping only a partly written front frame (the
+    /// peer must see it whole before anything else), and any pending pong.
+    pub fn shed_outbox(&mut self) {
+        let Some(extra) = self.extra.as_mut() else {
+            return;
+        };
+        let front = extra.outbox.pop_front().filter(|_| extra.front_started);
+        extra.outbox = VecDeque::new();
+        extra.pong = None;
+        extra.queued = front.as_ref().map_or(0, Bytes::len);
+        extra.outbox.extend(front);
+        extra.front_started = !extra.outbox.is_empty();
+        self.trim();
+    }
+
+    /// Answers a ping: at once when nothing is queued, else kept (replacing an
+    /// earlier unsent pong) and written before the queued frames.
+    pub fn send_pong(&mut self, frame: Bytes, registry: &Registry, token: Token) -> io::Result<()> {
+        if self.outbox_is_empty() {
+            return self.send(frame, registry, token);
+        }
+        self.extra_mut().pong = Some(frame);
+        Ok(())
     }
 
     /// Writes `data` now if nothing is queued, and queues what the socket does not
     /// take. An error means the connection is dead.
     pub fn send(&mut self, data: Bytes, registry: &Registry, token: Token) -> io::Result<()> {
         if !self.outbox_is_empty() {
-            self.extra_mut().outbox.push_back(data);
+            let extra = self.extra_mut();
+            extra.queued += data.len();
+            extra.outbox.push_back(data);
             return Ok(());
         }
         let written = match self.stream.write(&data) {
@@ -161,7 +208,10 @@ impl Connection {
             Err(e) => return Err(e),
         };
         if written < data.len() {
-            self.extra_mut().outbox.push_back(data.slice(written..));
+            let extra = self.extra_mut();
+            extra.queued += data.len() - written;
+            extra.front_started = written > 0;
+            extra.outbox.push_back(data.slice(written..));
             self.want_write(registry, token)?;
         }
         Ok(())
@@ -185,7 +235,17 @@ impl Connection {
         let Some(extra) = self.extra.as_mut() else {
             return Ok(());
         };
-        while !extra.outbox.is_empty() {
+        loop {
+            // A pending pong goes first, at a frame boundary.
+            if !extra.front_started {
+                if let Some(pong) = extra.pong.take() {
+                    extra.queued += pong.len();
+                    extra.outbox.push_front(pong);
+                }
+            }
+            if extra.outbox.is_empty() {
+                break;
+            }
             let slices: Vec<IoSlice<'_>> = extra
                 .outbox
                 .iter()
@@ -198,6 +258,7 @@ impl Connection {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
+            extra.queued -= written;
             while written > 0 {
                 let front = extra
                     .outbox
@@ -206,8 +267,10 @@ impl Connection {
                 if written >= front.len() {
                     written -= front.len();
                     extra.outbox.pop_front();
+                    extra.front_started = false;
                 } else {
                     front.advance(written);
+                    extra.front_started = true;
                     written = 0;
                 }
             }
@@ -242,6 +305,7 @@ impl Connection {
             if extra.pending_input.is_empty()
                 && extra.fragments.is_none()
                 && extra.outbox.is_empty()
+                && extra.pong.is_none()
             {
                 self.extra = None;
             } else if extra.outbox.is_empty() && extra.outbox.capacity() > 16 {

@@ -133,7 +133,7 @@ impl Worker {
     }
 
     fn end_with_http(&mut self, key: usize, response: impl Into<Bytes>) {
-        self.send(key, response.into());
+        self.send_final(key, response.into());
         if let Some(conn) = self.conns.get_mut(key) {
             conn.phase = Phase::Draining;
             conn.last_seen = self.now;
@@ -152,13 +152,30 @@ impl Worker {
             return;
         }
         self.unsubscribe_all(key);
-        self.send(key, Bytes::from(ws::close_frame(code, reason)));
+        self.send_final(key, Bytes::from(ws::close_frame(code, reason)));
         if let Some(conn) = self.conns.get_mut(key) {
             conn.phase = Phase::Closing;
             conn.last_seen = self.now;
             conn.flags.set(Flags::SHUTDOWN_AFTER_FLUSH);
         }
         self.settle(key);
+    }
+
+    /// Past `--max-queued-bytes`: the queued frames go now (the memory with them),
+    /// a WebSocket gets close 1008 behind a partly written frame, bounded by the
+    /// close wait; any other transport just ends.
+    pub(super) fn close_slow_consumer(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        self.counters.slow_consumer_closes += 1;
+        conn.shed_outbox();
+        let websocket = matches!(conn.transport, Transport::WebSocket | Transport::Echo);
+        if websocket && conn.phase == Phase::Open {
+            self.close_with(key, 1008, "slow consumer");
+        } else {
+            self.doom(key);
+        }
     }
 
     /// The client closed first: answer with its code, then drop the connection once
@@ -169,7 +186,7 @@ impl Worker {
             Some(code) => ws::close_frame(code, ""),
             None => ws::frame(ws::Kind::Close, b""),
         };
-        self.send(key, Bytes::from(frame));
+        self.send_final(key, Bytes::from(frame));
         if let Some(conn) = self.conns.get_mut(key) {
             conn.phase = Phase::Closing;
             conn.flags.set(Flags::DROP_AFTER_FLUSH);

@@ -166,8 +166,24 @@ impl Worker {
         self.mail = mail;
     }
 
-    /// Sends `data` to connection `key`; a dead socket is queued for removal.
+    /// Sends `data` to connection `key`; a dead socket is queued for removal, and
+    /// one owed more than `--max-queued-bytes` is closed.
     fn send(&mut self, key: usize, data: Bytes) {
+        self.send_final(key, data);
+        let over = self.conns.get(key).is_some_and(|c| {
+            !matches!(
+                c.phase,
+                connection::Phase::Closing | connection::Phase::Draining
+            ) && c.owes_more_than(self.settings.max_queued_bytes)
+        });
+        if over {
+            self.close_slow_consumer(key);
+        }
+    }
+
+    /// Sends the last bytes a connection gets (a close frame, a final answer): not
+    /// checked against the cap, since nothing can queue behind them.
+    fn send_final(&mut self, key: usize, data: Bytes) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
