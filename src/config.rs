@@ -53,6 +53,11 @@ pub struct ServeArgs {
     /// Client connections held at once; past it new ones get 503 [default: open-file hard limit - 64]
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Client connections from one source address (IPv6: one /64); past it 503.
+    /// 0 = no limit: behind a proxy or load balancer every client shares its address
+    /// [default: 0]
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<u32>,
     /// Largest client message (close 1009) and publish body (413) [default: 65536]
     #[arg(long, value_name = "BYTES")]
     pub max_message_size: Option<usize>,
@@ -113,6 +118,7 @@ pub struct Config {
     pub pin: bool,
     pub backlog: u32,
     pub max_connections: usize,
+    pub max_connections_per_ip: u32,
     pub max_message_size: usize,
     pub max_subscriptions: usize,
     pub max_queued_bytes: usize,
@@ -175,6 +181,7 @@ impl Config {
                     .saturating_sub(FD_MARGIN)
                     .min(usize::MAX as u64) as usize
             ),
+            max_connections_per_ip: pick!(max_connections_per_ip, 0),
             max_message_size: pick!(max_message_size, 64 * 1024),
             max_subscriptions: pick!(max_subscriptions, 64),
             max_queued_bytes: pick!(max_queued_bytes, 4 << 20),

@@ -96,6 +96,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
         inboxes.clone(),
         Arc::clone(&shared),
         config.max_connections,
+        config.max_connections_per_ip,
     )
     .map_err(|e| e.to_string())?;
     let acceptor = spawn("halley-accept", move || acceptor.run())?;

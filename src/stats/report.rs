@@ -45,6 +45,8 @@ pub fn stats_json(shared: &Shared) -> String {
         "idle_timeouts_total": totals.idle_timeouts,
         "handshake_timeouts_total": totals.handshake_timeouts,
         "slow_consumer_closes_total": totals.slow_consumer_closes,
+        "per_ip_rejected_total": totals.per_ip_rejected,
+        "addresses_counted": shared.per_address.addresses(),
         "workers": workers,
     })
     .to_string()

@@ -66,6 +66,8 @@ impl Flags {
     /// At least one request was answered: an idle keep-alive connection is closed
     /// quietly rather than answered 408.
     pub const SERVED: u16 = 256;
+    /// Refused past `--max-connections-per-ip` (not counted anywhere).
+    pub const ADDRESS_FULL: u16 = 512;
 
     pub fn has(self, flag: u16) -> bool {
         self.0 & flag != 0

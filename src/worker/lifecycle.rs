@@ -1,6 +1,7 @@
 //! A connection's life in the worker: adoption, the handshake answer, closing,
 //! timers and removal.
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use mio::{Interest, Token};
 
 use super::connection::{Connection, Flags, Phase, Transport};
 use super::{Worker, CLOSE_TIMEOUT_S};
+use crate::admission::Admission;
 use crate::proto::http::{self, ClientRequest, Endpoint, Refusal};
 use crate::proto::{sse, ws};
 use crate::pubsub::hub::Position;
@@ -18,10 +20,14 @@ use crate::pubsub::hub::Position;
 const RETRY_AFTER_S: u32 = 1;
 
 impl Worker {
-    pub(super) fn adopt(&mut self, mut stream: TcpStream, admitted: bool) {
+    pub(super) fn adopt(&mut self, mut stream: TcpStream, admission: Admission) {
         self.counters.accepted += 1;
+        let (admitted, peer) = match admission {
+            Admission::Admitted { peer } => (true, peer),
+            _ => (false, None),
+        };
         if self.shutdown_deadline.is_some() {
-            self.release_admission(admitted);
+            self.release_admission(admitted, peer);
             return; // dropping the stream closes it
         }
         let entry = self.conns.vacant_entry();
@@ -31,15 +37,26 @@ impl Worker {
             .register(&mut stream, Token(entry.key()), Interest::READABLE)
             .is_err()
         {
-            self.release_admission(admitted);
+            self.release_admission(admitted, peer);
             return;
         }
-        entry.insert(Connection::new(stream, self.now, admitted));
+        let key = entry.key();
+        let mut conn = Connection::new(stream, self.now, admitted);
+        if admission == Admission::AddressFull {
+            conn.flags.set(Flags::ADDRESS_FULL);
+        }
+        entry.insert(conn);
+        if peer.is_some() {
+            self.side_mut(key).peer = peer;
+        }
     }
 
-    fn release_admission(&self, admitted: bool) {
+    fn release_admission(&self, admitted: bool, peer: Option<IpAddr>) {
         if admitted {
             self.shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(peer) = peer {
+            self.shared.per_address.release(peer);
         }
     }
 
@@ -49,8 +66,13 @@ impl Worker {
         let admitted = self.conns[key].flags.has(Flags::ADMITTED);
         match request {
             _ if !admitted => {
-                self.counters.rejected += 1;
-                let body = "too many connections, retry later";
+                let body = if self.conns[key].flags.has(Flags::ADDRESS_FULL) {
+                    self.counters.per_ip_rejected += 1;
+                    "too many connections from this address, retry later"
+                } else {
+                    self.counters.rejected += 1;
+                    "too many connections, retry later"
+                };
                 self.end_with_http(key, http::closing_response(503, body, Some(RETRY_AFTER_S)));
             }
             ClientRequest::Health => {
@@ -302,7 +324,7 @@ impl Worker {
         while let Some(key) = self.doomed.pop() {
             self.unsubscribe_all(key);
             let conn = self.conns.remove(key);
-            let _side = self.take_side(conn.side);
+            let peer = self.take_side(conn.side).and_then(|side| side.peer);
             if conn.flags.has(Flags::ONLINE) {
                 if conn.transport == Transport::Sse {
                     self.counters.sse_online -= 1;
@@ -313,7 +335,7 @@ impl Worker {
             if conn.phase == Phase::Held {
                 self.counters.polls_held -= 1;
             }
-            self.release_admission(conn.flags.has(Flags::ADMITTED));
+            self.release_admission(conn.flags.has(Flags::ADMITTED), peer);
         }
         super::recycle(&mut self.doomed);
     }

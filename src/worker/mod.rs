@@ -156,7 +156,7 @@ impl Worker {
         self.inbox.drain_into(&mut mail);
         for item in mail.drain(..) {
             match item {
-                Mail::Connection { stream, admitted } => self.adopt(stream, admitted),
+                Mail::Connection { stream, admission } => self.adopt(stream, admission),
                 Mail::Publication(publication) => self.publications.push(publication),
                 Mail::DropConnections => self.drop_connections(),
                 Mail::Shutdown => self.begin_shutdown(),

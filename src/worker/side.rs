@@ -8,7 +8,6 @@ use std::net::IpAddr;
 use super::Worker;
 
 #[derive(Debug, Default)]
-#[allow(dead_code)]
 pub struct Side {
     /// The source address counted against `--max-connections-per-ip`.
     pub peer: Option<IpAddr>,

@@ -1,0 +1,155 @@
+//! Limits against abuse, each answered with its status or close code and a reason,
+//! and counted in /api/stats: connections per source address, channels in total,
+//! subscriptions per connection (checked before any channel exists), commands per
+//! second, pings from a client that never reads, and a trickled handshake.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+fn counter(server: &Server, name: &str) -> u64 {
+    let stats = server.stats();
+    stats[name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {name} in {stats}"))
+}
+
+/// The next upgrade on `addr` is refused with 503, Retry-After and `reason`.
+fn expect_503(addr: SocketAddr, reason: &str) {
+    let (status, headers, body) = raw_http(addr, upgrade_request("/ws").as_bytes());
+    assert_eq!(status, 503, "{body}");
+    assert!(header(&headers, "retry-after").is_some(), "{headers:?}");
+    assert!(body.contains(reason), "{body}");
+}
+
+#[test]
+fn a_client_over_the_per_address_limit_gets_503() {
+    let server = Server::start(&["--max-connections-per-ip", "3"]);
+    let mut clients: Vec<Ws> = (0..3)
+        .map(|_| {
+            let mut ws = server.connect("/ws");
+            subscribe(&mut ws, "ip");
+            ws
+        })
+        .collect();
+    expect_503(server.client_addr, "too many connections from this address");
+    assert_eq!(counter(&server, "per_ip_rejected_total"), 1);
+    assert_eq!(counter(&server, "rejected_total"), 0, "not the global cap");
+
+    // The admitted ones are served; a closed one gives its place back.
+    assert_eq!(server.publish("ip", "1").0, 200);
+    for ws in clients.iter_mut() {
+        expect_push(ws, "ip", 1, "1");
+    }
+    close(clients.pop().expect("three"));
+    let deadline = Instant::now() + TIMEOUT;
+    let mut again = loop {
+        match server.try_connect("/ws") {
+            Ok(ws) => break ws,
+            Err(tungstenite::Error::Http(r)) if r.status() == 503 => {
+                assert!(Instant::now() < deadline, "the place never came back");
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("connect: {e}"),
+        }
+    };
+    subscribe(&mut again, "ip");
+    expect_503(server.client_addr, "from this address");
+}
+
+/// `halley serve` on [::1], for the IPv6 path (the shared helper listens on IPv4).
+struct Ipv6Server {
+    child: Child,
+    client_addr: SocketAddr,
+}
+
+impl Ipv6Server {
+    fn start(extra: &[&str]) -> Ipv6Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_halley"))
+            .args([
+                "serve",
+                "--listen",
+                "[::1]:0",
+                "--api-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--stats", "false"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn halley");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + TIMEOUT;
+        while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            let addr = line
+                .strip_prefix("halley listening: clients=")
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|a| a.parse().ok());
+            if let Some(client_addr) = addr {
+                return Ipv6Server { child, client_addr };
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("no start-up line");
+    }
+}
+
+impl Drop for Ipv6Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_per_address_limit_counts_ipv6_clients() {
+    let server = Ipv6Server::start(&["--max-connections-per-ip", "2"]);
+    let held: Vec<RawWs> = (0..2)
+        .map(|_| RawWs::handshake(tcp(server.client_addr), "/ws"))
+        .collect();
+    expect_503(server.client_addr, "too many connections from this address");
+    drop(held);
+}
+
+#[test]
+fn a_trickled_handshake_gets_408_after_the_handshake_timeout() {
+    let server = Server::start(&["--handshake-timeout", "1"]);
+    let mut slow = tcp(server.client_addr);
+    let request = upgrade_request("/ws");
+    // One byte per 300 ms: each is a sign of life, but the bound counts from accept.
+    let mut answered = None;
+    for byte in request.as_bytes().iter().take(40) {
+        if slow.write_all(&[*byte]).is_err() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(300));
+        slow.set_nonblocking(true).unwrap();
+        let mut peek = [0u8; 1];
+        let ready = slow.peek(&mut peek).is_ok_and(|n| n > 0);
+        slow.set_nonblocking(false).unwrap();
+        if ready {
+            answered = Some(read_response(&mut slow, &mut Vec::new()));
+            break;
+        }
+    }
+    let (status, _, body) = answered.expect("no answer while trickling 40 bytes over 12 s");
+    assert_eq!(status, 408, "{body}");
+    assert!(body.contains("handshake timeout"), "{body}");
+    assert_eq!(counter(&server, "handshake_timeouts_total"), 1);
+    // A well-behaved client is still served.
+    let mut ws = server.connect("/ws");
+    subscribe(&mut ws, "after");
+}
