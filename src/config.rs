@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// Channels one connection may subscribe to [default: 64]
     #[arg(long, value_name = "N")]
     pub max_subscriptions: Option<usize>,
+    /// Channels in total; past it a new channel is refused ("too many channels":
+    /// close 1013, 503) [default: 1000000]
+    #[arg(long, value_name = "N")]
+    pub max_channels: Option<usize>,
     /// Bytes queued for one slow client before it is closed (1008 "slow consumer")
     /// [default: 4194304]
     #[arg(long, value_name = "BYTES")]
@@ -122,6 +126,7 @@ pub struct Config {
     pub max_message_size: usize,
     pub max_subscriptions: usize,
     pub max_queued_bytes: usize,
+    pub max_channels: usize,
     pub ping_interval_s: u32,
     pub idle_timeout_s: u32,
     pub handshake_timeout_s: u32,
@@ -185,6 +190,7 @@ impl Config {
             max_message_size: pick!(max_message_size, 64 * 1024),
             max_subscriptions: pick!(max_subscriptions, 64),
             max_queued_bytes: pick!(max_queued_bytes, 4 << 20),
+            max_channels: pick!(max_channels, 1_000_000),
             ping_interval_s: pick!(ping_interval, 30),
             idle_timeout_s: pick!(idle_timeout, 90),
             handshake_timeout_s: pick!(handshake_timeout, 10),
@@ -224,6 +230,9 @@ impl Config {
         }
         if self.max_queued_bytes < 64 * 1024 {
             return Err("--max-queued-bytes must be at least 65536".into());
+        }
+        if self.max_channels == 0 {
+            return Err("--max-channels must be at least 1".into());
         }
         if self.max_subscriptions == 0 {
             return Err("--max-subscriptions must be at least 1".into());

@@ -153,3 +153,63 @@ fn a_trickled_handshake_gets_408_after_the_handshake_timeout() {
     let mut ws = server.connect("/ws");
     subscribe(&mut ws, "after");
 }
+
+fn subscribe_reply(ws: &mut Ws, channel: &str) -> serde_json::Value {
+    send_text(
+        ws,
+        &format!(r#"{{"op":"subscribe","channel":"{channel}"}}"#),
+    );
+    recv_json(ws)
+}
+
+#[test]
+fn no_channel_is_created_past_max_channels() {
+    let server = Server::start(&["--max-channels", "3"]);
+    let mut ws = server.connect("/ws");
+    for name in ["c1", "c2", "c3"] {
+        subscribe(&mut ws, name);
+    }
+    // A command gets an error reply and stays connected.
+    let reply = subscribe_reply(&mut ws, "c4");
+    assert_eq!(reply["op"], "error", "{reply}");
+    assert_eq!(reply["reason"], "too many channels", "{reply}");
+    // The API gets 503; an existing channel still takes publishes.
+    let (status, body) = server.publish("c5", "1");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("too many channels"), "{body}");
+    assert_eq!(server.publisher().publish_ok("c1", "1"), 1);
+    expect_push(&mut ws, "c1", 1, "1");
+    // At connect: close 1013 (try again later) for a WebSocket, 503 for SSE.
+    let mut raw = server.raw("/ws?subscribe=c6");
+    assert_eq!(raw.expect_close(), 1013);
+    let request = "GET /sse?channel=c7 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    let (status, headers, body) = raw_http(server.client_addr, request.as_bytes());
+    assert_eq!(status, 503, "{body}");
+    assert!(header(&headers, "retry-after").is_some(), "{headers:?}");
+    assert!(body.contains("too many channels"), "{body}");
+
+    assert_eq!(counter(&server, "channels"), 3);
+    assert_eq!(counter(&server, "channels_refused_total"), 4);
+    // Joining an existing channel is still fine.
+    let mut other = server.connect("/ws");
+    subscribe(&mut other, "c2");
+}
+
+#[test]
+fn a_connection_at_its_subscription_cap_creates_no_channel() {
+    let server = Server::start(&["--max-subscriptions", "2"]);
+    let mut ws = server.connect("/ws");
+    subscribe(&mut ws, "s1");
+    subscribe(&mut ws, "s2");
+    assert_eq!(counter(&server, "channels"), 2);
+    for i in 0..20 {
+        let reply = subscribe_reply(&mut ws, &format!("new{i}"));
+        assert_eq!(reply["reason"], "too many subscriptions", "{reply}");
+    }
+    assert_eq!(
+        counter(&server, "channels"),
+        2,
+        "no channel for a refused join"
+    );
+    assert_eq!(counter(&server, "command_errors_total"), 20);
+}

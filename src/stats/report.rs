@@ -35,6 +35,7 @@ pub fn stats_json(shared: &Shared) -> String {
         "published_total": shared.hub.published_total(),
         "delivered_total": totals.delivered,
         "channels": shared.hub.channel_count(),
+        "channels_refused_total": shared.hub.channels_refused(),
         "rss_bytes": memory::rss_bytes(),
         "allocated_bytes": memory::allocated_bytes(),
         "rejected_total": totals.rejected,

@@ -14,7 +14,7 @@ use super::{Worker, CLOSE_TIMEOUT_S};
 use crate::admission::Admission;
 use crate::proto::http::{self, ClientRequest, Endpoint, Refusal};
 use crate::proto::{sse, ws};
-use crate::pubsub::hub::Position;
+use crate::pubsub::hub::{Position, TOO_MANY_CHANNELS};
 
 /// Seconds a refused client is told to wait before retrying.
 const RETRY_AFTER_S: u32 = 1;
@@ -106,6 +106,10 @@ impl Worker {
                     match self.join(key, &want.name, position) {
                         Ok(joined) if want.since.is_some() => self.confirm_ws(key, &joined),
                         Ok(_) => {}
+                        // Try again later: the server, not the client, is full.
+                        Err(TOO_MANY_CHANNELS) => {
+                            return self.close_with(key, 1013, TOO_MANY_CHANNELS)
+                        }
                         Err(reason) => return self.close_with(key, 1008, reason),
                     }
                 }
@@ -123,7 +127,9 @@ impl Worker {
                 self.answer_http(key, Bytes::from(answer), keep_alive);
             }
             ClientRequest::DemoPublish { channel, data } => {
-                let (published, seq) = self.hub.publish(&channel, &data);
+                let Ok((published, seq)) = self.hub.publish(&channel, &data) else {
+                    return self.refuse_http(key, 503, TOO_MANY_CHANNELS);
+                };
                 let body = format!(
                     "{{\"channel\":\"{channel}\",\"seq\":{seq},\"epoch\":\"{}\"}}",
                     published.epoch
@@ -135,6 +141,11 @@ impl Worker {
     }
 
     pub(super) fn refuse_http(&mut self, key: usize, status: u16, reason: &str) {
+        // A full server is no fault of the request (SSE, poll: every join ends here).
+        if reason == TOO_MANY_CHANNELS {
+            let answer = http::closing_response(503, reason, Some(RETRY_AFTER_S));
+            return self.end_with_http(key, answer);
+        }
         self.counters.http_errors += 1;
         self.end_with_http(key, http::closing_response(status, reason, None));
     }
