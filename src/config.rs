@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// close 1013, 503) [default: 1000000]
     #[arg(long, value_name = "N")]
     pub max_channels: Option<usize>,
+    /// Commands one WebSocket may send per second, with a burst of twice that;
+    /// past it close 1008. 0 = no limit (never applies to /echo) [default: 100]
+    #[arg(long, value_name = "N")]
+    pub max_commands_per_second: Option<u32>,
     /// Bytes queued for one slow client before it is closed (1008 "slow consumer")
     /// [default: 4194304]
     #[arg(long, value_name = "BYTES")]
@@ -127,6 +131,7 @@ pub struct Config {
     pub max_subscriptions: usize,
     pub max_queued_bytes: usize,
     pub max_channels: usize,
+    pub max_commands_per_second: u32,
     pub ping_interval_s: u32,
     pub idle_timeout_s: u32,
     pub handshake_timeout_s: u32,
@@ -191,6 +196,7 @@ impl Config {
             max_subscriptions: pick!(max_subscriptions, 64),
             max_queued_bytes: pick!(max_queued_bytes, 4 << 20),
             max_channels: pick!(max_channels, 1_000_000),
+            max_commands_per_second: pick!(max_commands_per_second, 100),
             ping_interval_s: pick!(ping_interval, 30),
             idle_timeout_s: pick!(idle_timeout, 90),
             handshake_timeout_s: pick!(handshake_timeout, 10),

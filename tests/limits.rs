@@ -19,6 +19,20 @@ fn counter(server: &Server, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in {stats}"))
 }
 
+/// Asserts that counter `name` reaches `want`: a worker publishes its counters at
+/// the end of its turn, just after the answer a test may already have read.
+fn assert_counter(server: &Server, name: &str, want: u64) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let got = counter(server, name);
+        if got == want || Instant::now() >= deadline {
+            assert_eq!(got, want, "{name}");
+            return;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The next upgrade on `addr` is refused with 503, Retry-After and `reason`.
 fn expect_503(addr: SocketAddr, reason: &str) {
     let (status, headers, body) = raw_http(addr, upgrade_request("/ws").as_bytes());
@@ -38,8 +52,8 @@ fn a_client_over_the_per_address_limit_gets_503() {
         })
         .collect();
     expect_503(server.client_addr, "too many connections from this address");
-    assert_eq!(counter(&server, "per_ip_rejected_total"), 1);
-    assert_eq!(counter(&server, "rejected_total"), 0, "not the global cap");
+    assert_counter(&server, "per_ip_rejected_total", 1);
+    assert_counter(&server, "rejected_total", 0);
 
     // The admitted ones are served; a closed one gives its place back.
     assert_eq!(server.publish("ip", "1").0, 200);
@@ -148,7 +162,7 @@ fn a_trickled_handshake_gets_408_after_the_handshake_timeout() {
     let (status, _, body) = answered.expect("no answer while trickling 40 bytes over 12 s");
     assert_eq!(status, 408, "{body}");
     assert!(body.contains("handshake timeout"), "{body}");
-    assert_eq!(counter(&server, "handshake_timeouts_total"), 1);
+    assert_counter(&server, "handshake_timeouts_total", 1);
     // A well-behaved client is still served.
     let mut ws = server.connect("/ws");
     subscribe(&mut ws, "after");
@@ -188,8 +202,8 @@ fn no_channel_is_created_past_max_channels() {
     assert!(header(&headers, "retry-after").is_some(), "{headers:?}");
     assert!(body.contains("too many channels"), "{body}");
 
-    assert_eq!(counter(&server, "channels"), 3);
-    assert_eq!(counter(&server, "channels_refused_total"), 4);
+    assert_counter(&server, "channels", 3);
+    assert_counter(&server, "channels_refused_total", 4);
     // Joining an existing channel is still fine.
     let mut other = server.connect("/ws");
     subscribe(&mut other, "c2");
@@ -201,7 +215,7 @@ fn a_connection_at_its_subscription_cap_creates_no_channel() {
     let mut ws = server.connect("/ws");
     subscribe(&mut ws, "s1");
     subscribe(&mut ws, "s2");
-    assert_eq!(counter(&server, "channels"), 2);
+    assert_counter(&server, "channels", 2);
     for i in 0..20 {
         let reply = subscribe_reply(&mut ws, &format!("new{i}"));
         assert_eq!(reply["reason"], "too many subscriptions", "{reply}");
@@ -211,5 +225,36 @@ fn a_connection_at_its_subscription_cap_creates_no_channel() {
         2,
         "no channel for a refused join"
     );
-    assert_eq!(counter(&server, "command_errors_total"), 20);
+    assert_counter(&server, "command_errors_total", 20);
+}
+
+#[test]
+fn a_client_past_its_command_rate_is_closed_and_echo_is_not_limited() {
+    let server = Server::start(&["--max-commands-per-second", "5", "--echo"]);
+    let mut calm = server.connect("/ws");
+    subscribe(&mut calm, "rate");
+
+    // A burst of twice the rate passes; far past it, close 1008.
+    let mut flood = server.raw("/ws");
+    for _ in 0..40 {
+        flood.send_text(r#"{"op":"noop"}"#);
+    }
+    let close = flood.recv_frame();
+    assert_eq!(close.opcode, OP_CLOSE, "{close:?}");
+    assert_eq!(&close.payload[..2], &1008u16.to_be_bytes());
+    assert_eq!(&close.payload[2..], b"too many commands");
+    assert_counter(&server, "commands_rate_closes_total", 1);
+
+    // /echo (conformance) has no command rate.
+    let mut echo = server.connect("/echo");
+    for i in 0..100 {
+        send_text(&mut echo, &i.to_string());
+    }
+    for i in 0..100 {
+        assert_eq!(recv_text(&mut echo), i.to_string());
+    }
+    // The calm client is still served.
+    assert_eq!(server.publish("rate", "1").0, 200);
+    expect_push(&mut calm, "rate", 1, "1");
+    assert_counter(&server, "commands_rate_closes_total", 1);
 }

@@ -80,6 +80,8 @@ counters! {
     slow_consumer_closes,
     /// Connections refused with 503 past --max-connections-per-ip.
     per_ip_rejected,
+    /// WebSockets closed (1008) past --max-commands-per-second.
+    commands_rate_closes,
 }
 
 /// Everything the console and the API read.

@@ -47,6 +47,7 @@ pub fn stats_json(shared: &Shared) -> String {
         "handshake_timeouts_total": totals.handshake_timeouts,
         "slow_consumer_closes_total": totals.slow_consumer_closes,
         "per_ip_rejected_total": totals.per_ip_rejected,
+        "commands_rate_closes_total": totals.commands_rate_closes,
         "addresses_counted": shared.per_address.addresses(),
         "workers": workers,
     })

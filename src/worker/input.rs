@@ -214,8 +214,11 @@ impl Worker {
                         ws::Kind::Binary
                     };
                     self.send(key, Bytes::from(ws::frame(kind, &payload)));
-                } else {
+                } else if self.allow_command(key) {
                     self.on_command(key, &payload);
+                } else {
+                    self.counters.commands_rate_closes += 1;
+                    self.close_with(key, 1008, "too many commands");
                 }
             }
         }

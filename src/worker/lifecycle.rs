@@ -234,6 +234,20 @@ impl Worker {
         let now = self.now;
         let mut due: Vec<(usize, Due)> = Vec::new();
         for (key, conn) in self.conns.iter() {
+            // A command rate that filled up again is given back.
+            if let Some(side) = conn
+                .side
+                .checked_sub(1)
+                .map(|i| &mut self.sides[i as usize])
+            {
+                if side
+                    .rate
+                    .is_some_and(|r| r.is_idle(now, s.max_commands_per_second))
+                {
+                    side.rate = None;
+                    due.push((key, Due::TrimSide));
+                }
+            }
             let quiet = now.saturating_sub(conn.last_seen);
             let websocket = matches!(conn.transport, Transport::WebSocket | Transport::Echo);
             let action = match conn.phase {
@@ -292,6 +306,7 @@ impl Worker {
                     self.send(key, Bytes::from_static(sse::HEARTBEAT));
                 }
                 Due::PollTimeout => self.poll_timed_out(key),
+                Due::TrimSide => self.trim_side(key),
             }
         }
         self.topics.shrink();
@@ -359,4 +374,5 @@ enum Due {
     Ping,
     Heartbeat,
     PollTimeout,
+    TrimSide,
 }

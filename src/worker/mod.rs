@@ -7,6 +7,7 @@ mod fanout;
 pub mod inbox;
 mod input;
 mod lifecycle;
+mod rate;
 mod side;
 mod streams;
 pub mod subscriptions;
