@@ -6,8 +6,9 @@
 mod common;
 
 use common::*;
+use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -257,4 +258,66 @@ fn a_client_past_its_command_rate_is_closed_and_echo_is_not_limited() {
     assert_eq!(server.publish("rate", "1").0, 200);
     expect_push(&mut calm, "rate", 1, "1");
     assert_counter(&server, "commands_rate_closes_total", 1);
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+/// Pings with the largest payload a control frame may carry; unanswered, 150,000
+/// of them would queue 19 MiB of pongs.
+#[test]
+fn a_ping_flood_without_reading_leaves_memory_bounded() {
+    const PINGS: usize = 150_000;
+    let server = Server::start(&[]);
+    let mut other = server.connect("/ws");
+    subscribe(&mut other, "calm");
+
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&server.client_addr.into()).unwrap();
+    let mut flood = RawWs::handshake(TcpStream::from(sock), "/ws");
+    flood.stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+
+    let before = rss_kib(server.pid);
+    let key = [9u8, 8, 7, 6];
+    let mut ping = vec![0x89, 0x80 | 125];
+    ping.extend_from_slice(&key);
+    ping.extend((0..125).map(|i| b'p' ^ key[i % 4]));
+    let batch: Vec<u8> = ping.repeat(1000);
+    for _ in 0..PINGS / 1000 {
+        flood
+            .stream
+            .write_all(&batch)
+            .expect("the server keeps reading");
+    }
+    let grown_mib = rss_kib(server.pid).saturating_sub(before) / 1024;
+    // The server still serves the others.
+    assert_eq!(server.publish("calm", "1").0, 200);
+    expect_push(&mut other, "calm", 1, "1");
+    // Read at last: the pongs the kernel buffers held, at most two more, then the
+    // reply to a command sent after the flood; the server answered every ping in
+    // order, so it dropped all the pongs that were replaced.
+    flood.stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    flood.send_text(r#"{"op":"subscribe","channel":"after-flood"}"#);
+    let mut pongs = 0;
+    loop {
+        let frame = flood.recv_frame();
+        match frame.opcode {
+            OP_PONG => pongs += 1,
+            OP_TEXT => break,
+            other => panic!("opcode {other}: {frame:?}"),
+        }
+        assert!(pongs <= PINGS, "more pongs than pings");
+    }
+    assert!(pongs < PINGS / 2, "{pongs} pongs for {PINGS} pings");
+    assert!(grown_mib < 8, "RSS grew {grown_mib} MiB");
+    assert_counter(&server, "slow_consumer_closes_total", 0);
+    assert_counter(&server, "online", 2);
+    drop(flood);
 }
