@@ -292,6 +292,20 @@ mod tests {
     }
 
     #[test]
+    fn abuse_limits_have_safe_defaults_and_are_checked() {
+        let config = Config::resolve(args(&[]), MACHINE).unwrap();
+        assert_eq!(config.max_queued_bytes, 4 << 20);
+        assert_eq!(
+            config.max_connections_per_ip, 0,
+            "off: proxies share an address"
+        );
+        assert_eq!(config.max_channels, 1_000_000);
+        assert_eq!(config.max_commands_per_second, 100);
+        assert!(Config::resolve(args(&["--max-queued-bytes", "1000"]), MACHINE).is_err());
+        assert!(Config::resolve(args(&["--max-channels", "0"]), MACHINE).is_err());
+    }
+
+    #[test]
     fn the_command_line_wins_over_the_file() {
         let path = std::env::temp_dir().join(format!("halley-config-{}.toml", std::process::id()));
         std::fs::write(&path, "max_connections = 50\nbacklog = 10\necho = true\n").unwrap();

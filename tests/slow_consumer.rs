@@ -177,3 +177,34 @@ fn a_subscriber_that_stopped_reading_does_not_grow_the_server() {
     assert_eq!(slow_consumer_closes(&server), 1);
     drop(stuck);
 }
+
+/// An SSE stream that stops reading just ends at the cap: what the kernel holds
+/// arrives, then EOF.
+#[test]
+fn a_slow_sse_stream_ends_at_the_cap() {
+    let server = Server::start(&["--max-queued-bytes", "65536"]);
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&server.client_addr.into()).unwrap();
+    let mut stream = TcpStream::from(sock);
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let request = "GET /sse?channel=sse HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(read_head(&mut stream, &mut buf).status, 200);
+
+    let mut publisher = server.publisher();
+    let mut closed = false;
+    for i in 1..=per_channel() {
+        assert_eq!(publisher.publish_ok("sse", &data(i, PAD)), i);
+        if i % 100 == 0 && slow_consumer_closes(&server) == 1 {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the stream was never ended");
+    let mut rest = Vec::new();
+    let read = std::io::Read::read_to_end(&mut stream, &mut rest);
+    assert!(read.is_ok(), "no clean end: {read:?}");
+    assert_eq!(server.stats()["sse_online"], 0);
+}
