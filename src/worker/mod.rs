@@ -171,11 +171,15 @@ impl Worker {
     /// one owed more than `--max-queued-bytes` is closed.
     fn send(&mut self, key: usize, data: Bytes) {
         self.send_final(key, data);
+        // Closing and draining connections get nothing more; doomed ones go anyway.
         let over = self.conns.get(key).is_some_and(|c| {
-            !matches!(
+            let ending = matches!(
                 c.phase,
                 connection::Phase::Closing | connection::Phase::Draining
-            ) && c.owes_more_than(self.settings.max_queued_bytes)
+            );
+            !ending
+                && !c.flags.has(connection::Flags::DOOMED)
+                && c.owes_more_than(self.settings.max_queued_bytes)
         });
         if over {
             self.close_slow_consumer(key);
