@@ -320,6 +320,65 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mio::Poll;
+
+    /// A connection whose peer never reads, with the socket already full.
+    fn stuck() -> (Connection, Poll, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        accepted.set_nonblocking(true).unwrap();
+        let poll = Poll::new().unwrap();
+        let mut stream = TcpStream::from_std(accepted);
+        poll.registry()
+            .register(&mut stream, Token(0), Interest::READABLE)
+            .unwrap();
+        let mut conn = Connection::new(stream, 0, true);
+        let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+        for _ in 0..4096 {
+            conn.send(chunk.clone(), poll.registry(), Token(0)).unwrap();
+            if !conn.outbox_is_empty() {
+                return (conn, poll, peer);
+            }
+        }
+        panic!("the socket never filled");
+    }
+
+    #[test]
+    fn queued_bytes_count_every_share_and_shedding_keeps_the_started_frame() {
+        let (mut conn, poll, _peer) = stuck();
+        let started = conn.extra.as_ref().unwrap().queued;
+        assert!(conn.extra.as_ref().unwrap().front_started || started == 64 * 1024);
+        let shared = Bytes::from(vec![b'y'; 100_000]);
+        conn.send(shared.clone(), poll.registry(), Token(0))
+            .unwrap();
+        assert!(!conn.owes_more_than(started + 100_000));
+        conn.send(shared, poll.registry(), Token(0)).unwrap();
+        assert!(
+            conn.owes_more_than(started + 100_000),
+            "a shared frame counts in full"
+        );
+        conn.shed_outbox();
+        let extra = conn.extra.as_ref().expect("the started frame stays");
+        assert_eq!(extra.outbox.len(), usize::from(extra.front_started));
+        assert_eq!(
+            extra.queued,
+            extra.outbox.iter().map(Bytes::len).sum::<usize>()
+        );
+    }
+
+    #[test]
+    fn a_newer_pong_replaces_an_unsent_one() {
+        let (mut conn, poll, _peer) = stuck();
+        let before = conn.extra.as_ref().unwrap().outbox.len();
+        for n in 0..1000u32 {
+            let pong = Bytes::from(n.to_be_bytes().to_vec());
+            conn.send_pong(pong, poll.registry(), Token(0)).unwrap();
+        }
+        let extra = conn.extra.as_ref().unwrap();
+        assert_eq!(extra.outbox.len(), before, "pongs do not queue");
+        assert_eq!(extra.pong.as_deref(), Some(&999u32.to_be_bytes()[..]));
+    }
 
     /// The memory budget is about 100 bytes per idle connection all told; the slab
     /// slot is most of it, so its size is pinned here.
