@@ -85,7 +85,7 @@ fn fanout(c: &mut Criterion) {
             for _ in 0..iterations {
                 let target = delivered() + subscribers as u64;
                 let started = Instant::now();
-                shared.hub.publish(channel, data);
+                shared.hub.publish(channel, data).expect("one channel");
                 // Sleep, not spin: on a 2-core machine a spinning thread takes a core
                 // from the workers.
                 while delivered() < target {

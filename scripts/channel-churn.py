@@ -35,7 +35,9 @@ def main():
     a = ap.parse_args()
     server = subprocess.Popen([a.bin, "serve", "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0",
                                "--stats", "false", "--history-ttl", str(a.ttl),
-                               "--poll-timeout", str(a.ttl)],
+                               "--poll-timeout", str(a.ttl),
+                               # one client churning 100,000s of channels: past the command rate on purpose
+                               "--max-commands-per-second", "0"],
                               stdout=subprocess.PIPE, text=True)
     try:
         line = server.stdout.readline()

@@ -11,6 +11,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::admission::{self, Admission};
 use crate::stats::Shared;
 use crate::worker::inbox::{Inbox, Mail};
 
@@ -37,6 +38,8 @@ pub struct Acceptor {
     inboxes: Vec<Arc<Inbox>>,
     shared: Arc<Shared>,
     max_connections: usize,
+    /// 0 = no limit per source address.
+    max_per_address: u32,
     next_worker: usize,
     /// A descriptor held in reserve: when the process runs out, it is released to
     /// accept and close the waiting connection instead of spinning on EMFILE.
@@ -50,6 +53,7 @@ impl Acceptor {
         inboxes: Vec<Arc<Inbox>>,
         shared: Arc<Shared>,
         max_connections: usize,
+        max_per_address: u32,
     ) -> io::Result<(Acceptor, Waker)> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::from_std(listener);
@@ -64,6 +68,7 @@ impl Acceptor {
                 inboxes,
                 shared,
                 max_connections,
+                max_per_address,
                 next_worker: 0,
                 spare_fd,
             },
@@ -88,13 +93,9 @@ impl Acceptor {
     fn accept_all(&mut self) {
         loop {
             match self.listener.accept() {
-                Ok((stream, _)) => {
-                    let open = &self.shared.open_connections;
-                    let admitted = open.fetch_add(1, Ordering::Relaxed) < self.max_connections;
-                    if !admitted {
-                        open.fetch_sub(1, Ordering::Relaxed);
-                    }
-                    self.inboxes[self.next_worker].push(Mail::Connection { stream, admitted });
+                Ok((stream, peer)) => {
+                    let admission = self.admit(peer);
+                    self.inboxes[self.next_worker].push(Mail::Connection { stream, admission });
                     self.next_worker = (self.next_worker + 1) % self.inboxes.len();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -106,6 +107,31 @@ impl Acceptor {
                 // The peer gave up before we accepted, or a signal: try the next one.
                 Err(_) => continue,
             }
+        }
+    }
+
+    /// Counts the socket against `--max-connections`, then against its address's
+    /// share when `--max-connections-per-ip` is set.
+    fn admit(&self, peer: SocketAddr) -> Admission {
+        let open = &self.shared.open_connections;
+        if open.fetch_add(1, Ordering::Relaxed) >= self.max_connections {
+            open.fetch_sub(1, Ordering::Relaxed);
+            return Admission::Full;
+        }
+        if self.max_per_address == 0 {
+            return Admission::Admitted { peer: None };
+        }
+        let address = admission::counted_as(peer.ip());
+        if !self
+            .shared
+            .per_address
+            .try_add(address, self.max_per_address)
+        {
+            open.fetch_sub(1, Ordering::Relaxed);
+            return Admission::AddressFull;
+        }
+        Admission::Admitted {
+            peer: Some(address),
         }
     }
 

@@ -53,12 +53,29 @@ pub struct ServeArgs {
     /// Client connections held at once; past it new ones get 503 [default: open-file hard limit - 64]
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Client connections from one source address (IPv6: one /64); past it 503.
+    /// 0 = no limit: behind a proxy or load balancer every client shares its address
+    /// [default: 0]
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<u32>,
     /// Largest client message (close 1009) and publish body (413) [default: 65536]
     #[arg(long, value_name = "BYTES")]
     pub max_message_size: Option<usize>,
     /// Channels one connection may subscribe to [default: 64]
     #[arg(long, value_name = "N")]
     pub max_subscriptions: Option<usize>,
+    /// Channels in total; past it a new channel is refused ("too many channels":
+    /// close 1013, 503) [default: 1000000]
+    #[arg(long, value_name = "N")]
+    pub max_channels: Option<usize>,
+    /// Commands one WebSocket may send per second, with a burst of twice that;
+    /// past it close 1008. 0 = no limit (never applies to /echo) [default: 100]
+    #[arg(long, value_name = "N")]
+    pub max_commands_per_second: Option<u32>,
+    /// Bytes queued for one slow client before it is closed (1008 "slow consumer")
+    /// [default: 4194304]
+    #[arg(long, value_name = "BYTES")]
+    pub max_queued_bytes: Option<usize>,
     /// Ping a client silent for this long; 0 = never [default: 30]
     #[arg(long, value_name = "SECS")]
     pub ping_interval: Option<u32>,
@@ -109,8 +126,12 @@ pub struct Config {
     pub pin: bool,
     pub backlog: u32,
     pub max_connections: usize,
+    pub max_connections_per_ip: u32,
     pub max_message_size: usize,
     pub max_subscriptions: usize,
+    pub max_queued_bytes: usize,
+    pub max_channels: usize,
+    pub max_commands_per_second: u32,
     pub ping_interval_s: u32,
     pub idle_timeout_s: u32,
     pub handshake_timeout_s: u32,
@@ -170,8 +191,12 @@ impl Config {
                     .saturating_sub(FD_MARGIN)
                     .min(usize::MAX as u64) as usize
             ),
+            max_connections_per_ip: pick!(max_connections_per_ip, 0),
             max_message_size: pick!(max_message_size, 64 * 1024),
             max_subscriptions: pick!(max_subscriptions, 64),
+            max_queued_bytes: pick!(max_queued_bytes, 4 << 20),
+            max_channels: pick!(max_channels, 1_000_000),
+            max_commands_per_second: pick!(max_commands_per_second, 100),
             ping_interval_s: pick!(ping_interval, 30),
             idle_timeout_s: pick!(idle_timeout, 90),
             handshake_timeout_s: pick!(handshake_timeout, 10),
@@ -208,6 +233,12 @@ impl Config {
         }
         if self.max_message_size < 125 {
             return Err("--max-message-size must be at least 125 bytes".into());
+        }
+        if self.max_queued_bytes < 64 * 1024 {
+            return Err("--max-queued-bytes must be at least 65536".into());
+        }
+        if self.max_channels == 0 {
+            return Err("--max-channels must be at least 1".into());
         }
         if self.max_subscriptions == 0 {
             return Err("--max-subscriptions must be at least 1".into());
@@ -258,6 +289,20 @@ mod tests {
         assert!(!config.stats && !config.echo);
         let many = Config::resolve(args(&["--workers", "4"]), MACHINE).unwrap();
         assert!(!many.pin, "more workers than cores are not pinned");
+    }
+
+    #[test]
+    fn abuse_limits_have_safe_defaults_and_are_checked() {
+        let config = Config::resolve(args(&[]), MACHINE).unwrap();
+        assert_eq!(config.max_queued_bytes, 4 << 20);
+        assert_eq!(
+            config.max_connections_per_ip, 0,
+            "off: proxies share an address"
+        );
+        assert_eq!(config.max_channels, 1_000_000);
+        assert_eq!(config.max_commands_per_second, 100);
+        assert!(Config::resolve(args(&["--max-queued-bytes", "1000"]), MACHINE).is_err());
+        assert!(Config::resolve(args(&["--max-channels", "0"]), MACHINE).is_err());
     }
 
     #[test]

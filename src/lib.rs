@@ -3,6 +3,7 @@
 #![warn(rust_2018_idioms, missing_debug_implementations)]
 
 pub mod accept;
+pub mod admission;
 pub mod api;
 pub mod config;
 pub mod limits;

@@ -87,7 +87,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
         .iter()
         .map(|inbox| Arc::clone(inbox) as Arc<dyn Outlet>)
         .collect();
-    let hub = Arc::new(Hub::new(outlets, config.history));
+    let hub = Arc::new(Hub::new(outlets, config.history).with_max_channels(config.max_channels));
     let shared = Arc::new(Shared::new(hub, config.workers));
 
     let workers = start_workers(*config, polls, &inboxes, &shared)?;
@@ -96,6 +96,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
         inboxes.clone(),
         Arc::clone(&shared),
         config.max_connections,
+        config.max_connections_per_ip,
     )
     .map_err(|e| e.to_string())?;
     let acceptor = spawn("halley-accept", move || acceptor.run())?;

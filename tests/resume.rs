@@ -170,7 +170,15 @@ fn publishes_racing_a_resume_never_leave_a_gap_or_a_duplicate() {
 #[test]
 fn unused_channels_are_removed_and_return_with_a_new_epoch() {
     // An idle channel lingers for --poll-timeout (a poller's next poll keeps it).
-    let server = Server::start(&["--history-ttl", "1", "--poll-timeout", "1"]);
+    // 4,000 commands at once: far past the default command rate, on purpose.
+    let server = Server::start(&[
+        "--history-ttl",
+        "1",
+        "--poll-timeout",
+        "1",
+        "--max-commands-per-second",
+        "0",
+    ]);
     let mut ws = server.connect("/ws");
     for n in 0..2000 {
         send_text(

@@ -11,6 +11,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::proto::poll;
+use crate::pubsub::hub::TOO_MANY_CHANNELS;
 use crate::stats::{report, Shared};
 use crate::worker::inbox::{Inbox, Mail};
 use request::{ApiParsed, ApiRequest};
@@ -167,7 +168,12 @@ impl Api {
 fn answer(shared: &Shared, inboxes: &[Arc<Inbox>], request: ApiRequest) -> (u16, String) {
     match request {
         ApiRequest::Publish { channel, data } => {
-            let (published, seq) = shared.hub.publish(&channel, &data);
+            let Ok((published, seq)) = shared.hub.publish(&channel, &data) else {
+                return (
+                    503,
+                    serde_json::json!({ "error": TOO_MANY_CHANNELS }).to_string(),
+                );
+            };
             let epoch = &published.epoch;
             (
                 200,

@@ -74,6 +74,13 @@ pub struct Position<'a> {
     pub epoch: Option<&'a str>,
 }
 
+/// `--max-channels` channels exist: a new one was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyChannels;
+
+/// The reason a client is given (an error reply, close 1013, or 503).
+pub const TOO_MANY_CHANNELS: &str = "too many channels";
+
 /// The history API's answer.
 #[derive(Debug)]
 pub struct Backlog {
@@ -93,6 +100,9 @@ pub struct Hub {
     epochs: Epochs,
     next_id: AtomicU32,
     published_total: AtomicU64,
+    /// `--max-channels`: past it, a channel is not created.
+    max_channels: usize,
+    channels_refused: AtomicU64,
     started: Instant,
 }
 
@@ -106,8 +116,16 @@ impl Hub {
             epochs: Epochs::new(),
             next_id: AtomicU32::new(0),
             published_total: AtomicU64::new(0),
+            max_channels: usize::MAX,
+            channels_refused: AtomicU64::new(0),
             started: Instant::now(),
         }
+    }
+
+    /// Refuses to create a channel while `max` exist.
+    pub fn with_max_channels(mut self, max: usize) -> Hub {
+        self.max_channels = max;
+        self
     }
 
     fn now_s(&self) -> u32 {
@@ -119,29 +137,36 @@ impl Hub {
         self.channels.read().expect("hub lock").get(name).cloned()
     }
 
-    /// The channel of that (already validated) name, created on first use.
-    fn channel(&self, name: &str) -> Arc<Channel> {
+    /// The channel of that (already validated) name, created on first use unless
+    /// `--max-channels` exist.
+    fn channel(&self, name: &str) -> Result<Arc<Channel>, TooManyChannels> {
         if let Some(found) = self.find(name) {
-            return found;
+            return Ok(found);
         }
         let mut channels = self.channels.write().expect("hub lock");
-        let channel = channels.entry(name.into()).or_insert_with(|| {
-            Arc::new(Channel {
-                id: self.next_id.fetch_add(1, Ordering::Relaxed),
-                name: name.into(),
-                epoch: self.epochs.next(),
-                state: Mutex::default(),
-            })
+        if let Some(found) = channels.get(name) {
+            return Ok(Arc::clone(found));
+        }
+        if channels.len() >= self.max_channels {
+            self.channels_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(TooManyChannels);
+        }
+        let channel = Arc::new(Channel {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            name: name.into(),
+            epoch: self.epochs.next(),
+            state: Mutex::default(),
         });
-        Arc::clone(channel)
+        channels.insert(name.into(), Arc::clone(&channel));
+        Ok(channel)
     }
 
     /// Numbers the message, keeps it in history and hands it to every worker with
     /// subscribers. The channel lock is held across the hand-off so that every
     /// inbox receives a channel's messages in sequence order.
-    pub fn publish(&self, name: &str, data: &str) -> (Arc<Channel>, u64) {
+    pub fn publish(&self, name: &str, data: &str) -> Result<(Arc<Channel>, u64), TooManyChannels> {
         loop {
-            let channel = self.channel(name);
+            let channel = self.channel(name)?;
             let mut state = channel.state();
             if state.removed {
                 continue;
@@ -166,16 +191,21 @@ impl Hub {
             }
             self.watch(&channel, &mut state);
             drop(state);
-            return (channel, seq);
+            return Ok((channel, seq));
         }
     }
 
     /// Worker `worker` takes its first subscriber (or held poll) of `name`. From
     /// the returned `last_seq` on, every publish reaches the worker; the catch-up
     /// holds what a resume from `position` needs before that.
-    pub fn attach(&self, name: &str, worker: usize, position: Position<'_>) -> Joined {
+    pub fn attach(
+        &self,
+        name: &str,
+        worker: usize,
+        position: Position<'_>,
+    ) -> Result<Joined, TooManyChannels> {
         loop {
-            let channel = self.channel(name);
+            let channel = self.channel(name)?;
             let mut state = channel.state();
             if state.removed {
                 continue;
@@ -185,11 +215,11 @@ impl Hub {
             let last_seq = state.last_seq;
             let catch_up = catch_up(&channel, &state, position, last_seq);
             drop(state);
-            return Joined {
+            return Ok(Joined {
                 channel,
                 last_seq,
                 catch_up,
-            };
+            });
         }
     }
 
@@ -295,6 +325,11 @@ impl Hub {
     /// Channels that exist now.
     pub fn channel_count(&self) -> usize {
         self.channels.read().expect("hub lock").len()
+    }
+
+    /// Channels not created because `--max-channels` existed.
+    pub fn channels_refused(&self) -> u64 {
+        self.channels_refused.load(Ordering::Relaxed)
     }
 
     pub fn published_total(&self) -> u64 {

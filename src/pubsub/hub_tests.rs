@@ -30,10 +30,10 @@ fn hub(size: usize, ttl_s: u32) -> (Hub, Arc<Recorder>) {
 #[test]
 fn only_attached_workers_get_publications() {
     let (hub, recorder) = hub(10, 300);
-    hub.publish("c", "1");
-    let joined = hub.attach("c", 0, Position::default());
+    hub.publish("c", "1").unwrap();
+    let joined = hub.attach("c", 0, Position::default()).unwrap();
     assert_eq!(joined.last_seq, 1);
-    hub.publish("c", "2");
+    hub.publish("c", "2").unwrap();
     assert_eq!(*recorder.0.lock().unwrap(), vec![2]);
 }
 
@@ -41,14 +41,14 @@ fn only_attached_workers_get_publications() {
 fn a_resume_gets_the_gap_from_history() {
     let (hub, _) = hub(10, 300);
     for n in 0..5 {
-        hub.publish("c", &n.to_string());
+        hub.publish("c", &n.to_string()).unwrap();
     }
     let epoch = hub.find("c").unwrap().epoch.clone();
     let position = Position {
         since: Some(2),
         epoch: Some(&epoch),
     };
-    let joined = hub.attach("c", 0, position);
+    let joined = hub.attach("c", 0, position).unwrap();
     assert!(joined.catch_up.recovered);
     let seqs: Vec<u64> = joined.catch_up.messages.iter().map(|m| m.0).collect();
     assert_eq!(seqs, vec![3, 4, 5]);
@@ -62,14 +62,14 @@ fn a_resume_gets_the_gap_from_history() {
 #[test]
 fn an_unused_channel_is_removed_and_returns_with_a_new_epoch() {
     let (hub, _) = hub(0, 300);
-    let first = hub.attach("c", 0, Position::default()).channel;
-    hub.publish("c", "1");
+    let first = hub.attach("c", 0, Position::default()).unwrap().channel;
+    hub.publish("c", "1").unwrap();
     assert_eq!(hub.channel_count(), 1);
     hub.detach(&first, 0);
     assert_eq!(hub.channel_count(), 1, "kept until the sweep");
     hub.sweep();
     assert_eq!(hub.channel_count(), 0, "no subscriber, no history: gone");
-    let (again, seq) = hub.publish("c", "1");
+    let (again, seq) = hub.publish("c", "1").unwrap();
     assert_eq!(seq, 1, "the sequence restarts");
     assert_ne!(again.epoch, first.epoch);
 }
@@ -84,10 +84,10 @@ fn an_idle_channel_keeps_its_epoch_while_it_lingers() {
         keep_idle_s: 60,
     };
     let hub = Hub::new(vec![outlet], limits);
-    let first = hub.attach("poll", 0, Position::default()).channel;
+    let first = hub.attach("poll", 0, Position::default()).unwrap().channel;
     hub.detach(&first, 0);
     hub.sweep();
-    let again = hub.attach("poll", 0, Position::default()).channel;
+    let again = hub.attach("poll", 0, Position::default()).unwrap().channel;
     assert!(
         Arc::ptr_eq(&first, &again),
         "the same channel, the same epoch"
@@ -95,9 +95,24 @@ fn an_idle_channel_keeps_its_epoch_while_it_lingers() {
 }
 
 #[test]
+fn no_channel_is_created_past_the_cap() {
+    let (hub, _) = hub(10, 300);
+    let hub = hub.with_max_channels(2);
+    hub.publish("a", "1").unwrap();
+    hub.attach("b", 0, Position::default()).unwrap();
+    assert_eq!(hub.publish("c", "1").unwrap_err(), TooManyChannels);
+    assert!(hub.attach("c", 0, Position::default()).is_err());
+    assert_eq!(hub.channel_count(), 2);
+    assert_eq!(hub.channels_refused(), 2);
+    // Existing channels still take publishes and subscribers.
+    assert_eq!(hub.publish("b", "2").unwrap().1, 1);
+    assert!(hub.attach("a", 1, Position::default()).is_ok());
+}
+
+#[test]
 fn history_keeps_a_channel_until_it_expires() {
     let (hub, _) = hub(10, 0);
-    hub.publish("c", "1");
+    hub.publish("c", "1").unwrap();
     assert_eq!(hub.channel_count(), 1, "history keeps it");
     assert!(hub.backlog("c", 0, 10).is_some());
     hub.sweep(); // a TTL of 0 expires everything at once

@@ -66,6 +66,10 @@ fn tick(shared: &Shared, previous: &mut Previous) -> String {
         delivered_per_s: per_s(totals.delivered.saturating_sub(previous.delivered)),
         rss,
         heap,
+        limited: totals.slow_consumer_closes
+            + totals.per_ip_rejected
+            + totals.commands_rate_closes
+            + shared.hub.channels_refused(),
     });
     previous.at = now;
     previous.accepted = totals.accepted;
@@ -82,10 +86,14 @@ pub struct Line<'a> {
     pub delivered_per_s: u64,
     pub rss: u64,
     pub heap: u64,
+    /// Clients stopped by an abuse limit since start: slow consumers, refused per
+    /// address, past the command rate, refused channels.
+    pub limited: u64,
 }
 
 /// `[    48s] online    19,000 +0/s | ev/s 6.4k/8.4k | push/s 19.0k | rss/heap 7.0M/2.3M`
-/// (events per second per worker, one figure each, slash-separated)
+/// (events per second per worker, one figure each, slash-separated), then
+/// `| lim N` once an abuse limit stopped someone, where the 100 columns leave room.
 pub fn format_line(line: &Line<'_>) -> String {
     let workers = line.worker_events_per_s;
     let events = if workers.len() <= WORKERS_SHOWN {
@@ -104,7 +112,7 @@ pub fn format_line(line: &Line<'_>) -> String {
             compact(busiest)
         )
     };
-    format!(
+    let mut out = format!(
         "[{:>6}s] online {:>9} +{}/s | ev/s {} | push/s {} | rss/heap {}/{}",
         line.uptime_s,
         grouped(line.online),
@@ -113,7 +121,12 @@ pub fn format_line(line: &Line<'_>) -> String {
         compact(line.delivered_per_s),
         bytes(line.rss),
         bytes(line.heap),
-    )
+    );
+    let limited = format!(" | lim {}", compact(line.limited));
+    if line.limited > 0 && out.len() + limited.len() <= 100 {
+        out.push_str(&limited);
+    }
+    out
 }
 
 /// 999, 12.3k, 4.56M: at most 5 characters, readable at any rate.
@@ -166,9 +179,31 @@ mod tests {
                 delivered_per_s: 999_999_999_999,
                 rss: 999 << 30,
                 heap: 999 << 30,
+                limited: 999_999_999_999,
             });
             assert!(line.len() <= 100, "{} columns: {line}", line.len());
         }
+    }
+
+    #[test]
+    fn limits_show_once_they_stopped_someone() {
+        let mut line = Line {
+            uptime_s: 48,
+            online: 19_000,
+            new_per_s: 0,
+            worker_events_per_s: &[6_400, 8_400],
+            delivered_per_s: 19_000,
+            rss: 7 << 20,
+            heap: 2 << 20,
+            limited: 0,
+        };
+        assert!(!format_line(&line).contains("lim"));
+        line.limited = 1_234;
+        assert!(
+            format_line(&line).ends_with(" | lim 1.2k"),
+            "{}",
+            format_line(&line)
+        );
     }
 
     #[test]

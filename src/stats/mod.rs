@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::admission::PerAddress;
 use crate::pubsub::hub::Hub;
 
 macro_rules! counters {
@@ -75,6 +76,12 @@ counters! {
     poll_timeouts,
     /// Resumes (since=) that could not be exact: recovered false.
     resumes_not_recovered,
+    /// Connections closed for being owed more than --max-queued-bytes.
+    slow_consumer_closes,
+    /// Connections refused with 503 past --max-connections-per-ip.
+    per_ip_rejected,
+    /// WebSockets closed (1008) past --max-commands-per-second.
+    commands_rate_closes,
 }
 
 /// Everything the console and the API read.
@@ -87,6 +94,8 @@ pub struct Shared {
     pub open_connections: AtomicUsize,
     /// Connections the accept thread had to drop because the process ran out of fds.
     pub emfile_drops: AtomicU64,
+    /// Connections per source address, when --max-connections-per-ip is set.
+    pub per_address: PerAddress,
 }
 
 impl Shared {
@@ -97,6 +106,7 @@ impl Shared {
             workers: (0..workers).map(|_| Arc::default()).collect(),
             open_connections: AtomicUsize::new(0),
             emfile_drops: AtomicU64::new(0),
+            per_address: PerAddress::default(),
         }
     }
 

@@ -35,6 +35,7 @@ pub fn stats_json(shared: &Shared) -> String {
         "published_total": shared.hub.published_total(),
         "delivered_total": totals.delivered,
         "channels": shared.hub.channel_count(),
+        "channels_refused_total": shared.hub.channels_refused(),
         "rss_bytes": memory::rss_bytes(),
         "allocated_bytes": memory::allocated_bytes(),
         "rejected_total": totals.rejected,
@@ -44,6 +45,10 @@ pub fn stats_json(shared: &Shared) -> String {
         "command_errors_total": totals.command_errors,
         "idle_timeouts_total": totals.idle_timeouts,
         "handshake_timeouts_total": totals.handshake_timeouts,
+        "slow_consumer_closes_total": totals.slow_consumer_closes,
+        "per_ip_rejected_total": totals.per_ip_rejected,
+        "commands_rate_closes_total": totals.commands_rate_closes,
+        "addresses_counted": shared.per_address.addresses(),
         "workers": workers,
     })
     .to_string()

@@ -11,7 +11,7 @@ use super::Worker;
 use crate::proto::command::{self, Command};
 use crate::proto::ws;
 use crate::pubsub::history::CatchUp;
-use crate::pubsub::hub::{Channel, Position};
+use crate::pubsub::hub::{Channel, Position, TOO_MANY_CHANNELS};
 
 /// A connection joined a channel.
 #[derive(Debug)]
@@ -46,8 +46,10 @@ impl Worker {
             }
             Ok(Command::Publish { channel, data }) => {
                 if self.settings.client_publish {
-                    let (_, seq) = self.hub.publish(&channel, data);
-                    self.reply(key, command::published(&channel, seq));
+                    match self.hub.publish(&channel, data) {
+                        Ok((_, seq)) => self.reply(key, command::published(&channel, seq)),
+                        Err(_) => self.refuse(key, TOO_MANY_CHANNELS),
+                    }
                 } else {
                     self.refuse(key, "publish is disabled");
                 }
@@ -126,7 +128,10 @@ impl Worker {
         if self.conns[key].subscriptions.len() >= self.settings.max_subscriptions {
             return Err("too many subscriptions");
         }
-        let joined = self.hub.attach(name, self.id, position);
+        let joined = self
+            .hub
+            .attach(name, self.id, position)
+            .map_err(|_| TOO_MANY_CHANNELS)?;
         self.topics
             .insert(Arc::clone(&joined.channel), joined.last_seq);
         self.add_subscriber(key, &joined.channel)?;

@@ -66,6 +66,8 @@ impl Flags {
     /// At least one request was answered: an idle keep-alive connection is closed
     /// quietly rather than answered 408.
     pub const SERVED: u16 = 256;
+    /// Refused past `--max-connections-per-ip` (not counted anywhere).
+    pub const ADDRESS_FULL: u16 = 512;
 
     pub fn has(self, flag: u16) -> bool {
         self.0 & flag != 0
@@ -86,6 +88,14 @@ pub struct Extra {
     pub fragments: Option<Fragments>,
     /// Frames the socket did not take yet, in order; the first may be partly sent.
     pub outbox: VecDeque<Bytes>,
+    /// Bytes in `outbox`: what the connection is owed. A frame shared with other
+    /// subscribers counts in full, since this connection holds it alive.
+    pub queued: usize,
+    /// The front of `outbox` is partly written: nothing may go before it.
+    pub front_started: bool,
+    /// The answer to the latest ping, waiting for the socket. A newer ping replaces
+    /// it (as tungstenite does), so a client that pings and never reads owns one.
+    pub pong: Option<Bytes>,
 }
 
 #[derive(Debug)]
@@ -138,14 +148,53 @@ impl Connection {
     }
 
     pub fn outbox_is_empty(&self) -> bool {
-        self.extra.as_ref().is_none_or(|e| e.outbox.is_empty())
+        self.extra
+            .as_ref()
+            .is_none_or(|e| e.outbox.is_empty() && e.pong.is_none())
+    }
+
+    /// True when the outbox holds more than `cap` bytes in more than one frame. A
+    /// single write may exceed the cap alone: a resume's catch-up or an echoed
+    /// message is bounded by the history and message-size limits; a queue behind
+    /// it is what grows without bound.
+    pub fn owes_more_than(&self, cap: usize) -> bool {
+        self.extra
+            .as_ref()
+            .is_some_and(|e| e.queued > cap && e.outbox.len() > 1)
+    }
+
+    /// Frees the outbox at once, keeping only a partly written front frame (the
+    /// peer must see it whole before anything else), and any pending pong.
+    pub fn shed_outbox(&mut self) {
+        let Some(extra) = self.extra.as_mut() else {
+            return;
+        };
+        let front = extra.outbox.pop_front().filter(|_| extra.front_started);
+        extra.outbox = VecDeque::new();
+        extra.pong = None;
+        extra.queued = front.as_ref().map_or(0, Bytes::len);
+        extra.outbox.extend(front);
+        extra.front_started = !extra.outbox.is_empty();
+        self.trim();
+    }
+
+    /// Answers a ping: at once when nothing is queued, else kept (replacing an
+    /// earlier unsent pong) and written before the queued frames.
+    pub fn send_pong(&mut self, frame: Bytes, registry: &Registry, token: Token) -> io::Result<()> {
+        if self.outbox_is_empty() {
+            return self.send(frame, registry, token);
+        }
+        self.extra_mut().pong = Some(frame);
+        Ok(())
     }
 
     /// Writes `data` now if nothing is queued, and queues what the socket does not
     /// take. An error means the connection is dead.
     pub fn send(&mut self, data: Bytes, registry: &Registry, token: Token) -> io::Result<()> {
         if !self.outbox_is_empty() {
-            self.extra_mut().outbox.push_back(data);
+            let extra = self.extra_mut();
+            extra.queued += data.len();
+            extra.outbox.push_back(data);
             return Ok(());
         }
         let written = match self.stream.write(&data) {
@@ -161,7 +210,10 @@ impl Connection {
             Err(e) => return Err(e),
         };
         if written < data.len() {
-            self.extra_mut().outbox.push_back(data.slice(written..));
+            let extra = self.extra_mut();
+            extra.queued += data.len() - written;
+            extra.front_started = written > 0;
+            extra.outbox.push_back(data.slice(written..));
             self.want_write(registry, token)?;
         }
         Ok(())
@@ -185,7 +237,17 @@ impl Connection {
         let Some(extra) = self.extra.as_mut() else {
             return Ok(());
         };
-        while !extra.outbox.is_empty() {
+        loop {
+            // A pending pong goes first, at a frame boundary.
+            if !extra.front_started {
+                if let Some(pong) = extra.pong.take() {
+                    extra.queued += pong.len();
+                    extra.outbox.push_front(pong);
+                }
+            }
+            if extra.outbox.is_empty() {
+                break;
+            }
             let slices: Vec<IoSlice<'_>> = extra
                 .outbox
                 .iter()
@@ -198,6 +260,7 @@ impl Connection {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
+            extra.queued -= written;
             while written > 0 {
                 let front = extra
                     .outbox
@@ -206,8 +269,10 @@ impl Connection {
                 if written >= front.len() {
                     written -= front.len();
                     extra.outbox.pop_front();
+                    extra.front_started = false;
                 } else {
                     front.advance(written);
+                    extra.front_started = true;
                     written = 0;
                 }
             }
@@ -242,6 +307,7 @@ impl Connection {
             if extra.pending_input.is_empty()
                 && extra.fragments.is_none()
                 && extra.outbox.is_empty()
+                && extra.pong.is_none()
             {
                 self.extra = None;
             } else if extra.outbox.is_empty() && extra.outbox.capacity() > 16 {
@@ -254,6 +320,65 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mio::Poll;
+
+    /// A connection whose peer never reads, with the socket already full.
+    fn stuck() -> (Connection, Poll, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        accepted.set_nonblocking(true).unwrap();
+        let poll = Poll::new().unwrap();
+        let mut stream = TcpStream::from_std(accepted);
+        poll.registry()
+            .register(&mut stream, Token(0), Interest::READABLE)
+            .unwrap();
+        let mut conn = Connection::new(stream, 0, true);
+        let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+        for _ in 0..4096 {
+            conn.send(chunk.clone(), poll.registry(), Token(0)).unwrap();
+            if !conn.outbox_is_empty() {
+                return (conn, poll, peer);
+            }
+        }
+        panic!("the socket never filled");
+    }
+
+    #[test]
+    fn queued_bytes_count_every_share_and_shedding_keeps_the_started_frame() {
+        let (mut conn, poll, _peer) = stuck();
+        let started = conn.extra.as_ref().unwrap().queued;
+        assert!(conn.extra.as_ref().unwrap().front_started || started == 64 * 1024);
+        let shared = Bytes::from(vec![b'y'; 100_000]);
+        conn.send(shared.clone(), poll.registry(), Token(0))
+            .unwrap();
+        assert!(!conn.owes_more_than(started + 100_000));
+        conn.send(shared, poll.registry(), Token(0)).unwrap();
+        assert!(
+            conn.owes_more_than(started + 100_000),
+            "a shared frame counts in full"
+        );
+        conn.shed_outbox();
+        let extra = conn.extra.as_ref().expect("the started frame stays");
+        assert_eq!(extra.outbox.len(), usize::from(extra.front_started));
+        assert_eq!(
+            extra.queued,
+            extra.outbox.iter().map(Bytes::len).sum::<usize>()
+        );
+    }
+
+    #[test]
+    fn a_newer_pong_replaces_an_unsent_one() {
+        let (mut conn, poll, _peer) = stuck();
+        let before = conn.extra.as_ref().unwrap().outbox.len();
+        for n in 0..1000u32 {
+            let pong = Bytes::from(n.to_be_bytes().to_vec());
+            conn.send_pong(pong, poll.registry(), Token(0)).unwrap();
+        }
+        let extra = conn.extra.as_ref().unwrap();
+        assert_eq!(extra.outbox.len(), before, "pongs do not queue");
+        assert_eq!(extra.pong.as_deref(), Some(&999u32.to_be_bytes()[..]));
+    }
 
     /// The memory budget is about 100 bytes per idle connection all told; the slab
     /// slot is most of it, so its size is pinned here.

@@ -59,6 +59,8 @@ impl Worker {
             poll: [None, None],
         };
         let registry = self.poll.registry();
+        let cap = self.settings.max_queued_bytes;
+        let mut slow = Vec::new();
         let mut reached = 0u64;
         for &key in &subscribers {
             let key = key as usize;
@@ -92,11 +94,17 @@ impl Worker {
             if conn.send(bytes, registry, Token(key)).is_err() {
                 conn.flags.set(Flags::DOOMED);
                 self.doomed.push(key);
+            } else if conn.owes_more_than(cap) {
+                slow.push(key);
             }
         }
         self.counters.delivered += fresh.len() as u64 * reached;
         if let Some(local) = self.topics.get_mut(channel.id) {
             local.subscribers = subscribers;
+        }
+        // Closed once the list is back: closing leaves the channel.
+        for key in slow {
+            self.close_slow_consumer(key);
         }
     }
 

@@ -6,14 +6,15 @@ use std::sync::Mutex;
 use mio::net::TcpStream;
 use mio::Waker;
 
+use crate::admission::Admission;
 use crate::pubsub::publication::{Outlet, Publication};
 
 #[derive(Debug)]
 pub enum Mail {
-    /// An accepted socket; `admitted` is false past `--max-connections` (answer 503).
+    /// An accepted socket and whether it was admitted (else it is answered 503).
     Connection {
         stream: TcpStream,
-        admitted: bool,
+        admission: Admission,
     },
     Publication(Publication),
     /// Close every client connection (history stays): `POST /api/drop-connections`.

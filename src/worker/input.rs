@@ -4,6 +4,7 @@
 use std::io::{self, Read};
 
 use bytes::Bytes;
+use mio::Token;
 
 use super::connection::{Flags, Phase, Transport};
 use super::Worker;
@@ -193,7 +194,16 @@ impl Worker {
 
     fn on_event(&mut self, key: usize, event: Event<'_>) {
         match event {
-            Event::Ping(payload) => self.send(key, Bytes::from(ws::frame(ws::Kind::Pong, payload))),
+            Event::Ping(payload) => {
+                let pong = Bytes::from(ws::frame(ws::Kind::Pong, payload));
+                let conn = &mut self.conns[key];
+                if conn
+                    .send_pong(pong, self.poll.registry(), Token(key))
+                    .is_err()
+                {
+                    self.doom(key);
+                }
+            }
             Event::Pong => {}
             Event::Close(code) => self.answer_close(key, code),
             Event::Message { text, payload } => {
@@ -204,8 +214,11 @@ impl Worker {
                         ws::Kind::Binary
                     };
                     self.send(key, Bytes::from(ws::frame(kind, &payload)));
-                } else {
+                } else if self.allow_command(key) {
                     self.on_command(key, &payload);
+                } else {
+                    self.counters.commands_rate_closes += 1;
+                    self.close_with(key, 1008, "too many commands");
                 }
             }
         }

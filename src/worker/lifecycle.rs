@@ -1,6 +1,7 @@
 //! A connection's life in the worker: adoption, the handshake answer, closing,
 //! timers and removal.
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -10,18 +11,23 @@ use mio::{Interest, Token};
 
 use super::connection::{Connection, Flags, Phase, Transport};
 use super::{Worker, CLOSE_TIMEOUT_S};
+use crate::admission::Admission;
 use crate::proto::http::{self, ClientRequest, Endpoint, Refusal};
 use crate::proto::{sse, ws};
-use crate::pubsub::hub::Position;
+use crate::pubsub::hub::{Position, TOO_MANY_CHANNELS};
 
 /// Seconds a refused client is told to wait before retrying.
 const RETRY_AFTER_S: u32 = 1;
 
 impl Worker {
-    pub(super) fn adopt(&mut self, mut stream: TcpStream, admitted: bool) {
+    pub(super) fn adopt(&mut self, mut stream: TcpStream, admission: Admission) {
         self.counters.accepted += 1;
+        let (admitted, peer) = match admission {
+            Admission::Admitted { peer } => (true, peer),
+            _ => (false, None),
+        };
         if self.shutdown_deadline.is_some() {
-            self.release_admission(admitted);
+            self.release_admission(admitted, peer);
             return; // dropping the stream closes it
         }
         let entry = self.conns.vacant_entry();
@@ -31,15 +37,26 @@ impl Worker {
             .register(&mut stream, Token(entry.key()), Interest::READABLE)
             .is_err()
         {
-            self.release_admission(admitted);
+            self.release_admission(admitted, peer);
             return;
         }
-        entry.insert(Connection::new(stream, self.now, admitted));
+        let key = entry.key();
+        let mut conn = Connection::new(stream, self.now, admitted);
+        if admission == Admission::AddressFull {
+            conn.flags.set(Flags::ADDRESS_FULL);
+        }
+        entry.insert(conn);
+        if peer.is_some() {
+            self.side_mut(key).peer = peer;
+        }
     }
 
-    fn release_admission(&self, admitted: bool) {
+    fn release_admission(&self, admitted: bool, peer: Option<IpAddr>) {
         if admitted {
             self.shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(peer) = peer {
+            self.shared.per_address.release(peer);
         }
     }
 
@@ -49,8 +66,13 @@ impl Worker {
         let admitted = self.conns[key].flags.has(Flags::ADMITTED);
         match request {
             _ if !admitted => {
-                self.counters.rejected += 1;
-                let body = "too many connections, retry later";
+                let body = if self.conns[key].flags.has(Flags::ADDRESS_FULL) {
+                    self.counters.per_ip_rejected += 1;
+                    "too many connections from this address, retry later"
+                } else {
+                    self.counters.rejected += 1;
+                    "too many connections, retry later"
+                };
                 self.end_with_http(key, http::closing_response(503, body, Some(RETRY_AFTER_S)));
             }
             ClientRequest::Health => {
@@ -84,6 +106,10 @@ impl Worker {
                     match self.join(key, &want.name, position) {
                         Ok(joined) if want.since.is_some() => self.confirm_ws(key, &joined),
                         Ok(_) => {}
+                        // Try again later: the server, not the client, is full.
+                        Err(TOO_MANY_CHANNELS) => {
+                            return self.close_with(key, 1013, TOO_MANY_CHANNELS)
+                        }
                         Err(reason) => return self.close_with(key, 1008, reason),
                     }
                 }
@@ -101,7 +127,9 @@ impl Worker {
                 self.answer_http(key, Bytes::from(answer), keep_alive);
             }
             ClientRequest::DemoPublish { channel, data } => {
-                let (published, seq) = self.hub.publish(&channel, &data);
+                let Ok((published, seq)) = self.hub.publish(&channel, &data) else {
+                    return self.refuse_http(key, 503, TOO_MANY_CHANNELS);
+                };
                 let body = format!(
                     "{{\"channel\":\"{channel}\",\"seq\":{seq},\"epoch\":\"{}\"}}",
                     published.epoch
@@ -113,6 +141,11 @@ impl Worker {
     }
 
     pub(super) fn refuse_http(&mut self, key: usize, status: u16, reason: &str) {
+        // A full server is no fault of the request (SSE, poll: every join ends here).
+        if reason == TOO_MANY_CHANNELS {
+            let answer = http::closing_response(503, reason, Some(RETRY_AFTER_S));
+            return self.end_with_http(key, answer);
+        }
         self.counters.http_errors += 1;
         self.end_with_http(key, http::closing_response(status, reason, None));
     }
@@ -133,7 +166,7 @@ impl Worker {
     }
 
     fn end_with_http(&mut self, key: usize, response: impl Into<Bytes>) {
-        self.send(key, response.into());
+        self.send_final(key, response.into());
         if let Some(conn) = self.conns.get_mut(key) {
             conn.phase = Phase::Draining;
             conn.last_seen = self.now;
@@ -152,13 +185,30 @@ impl Worker {
             return;
         }
         self.unsubscribe_all(key);
-        self.send(key, Bytes::from(ws::close_frame(code, reason)));
+        self.send_final(key, Bytes::from(ws::close_frame(code, reason)));
         if let Some(conn) = self.conns.get_mut(key) {
             conn.phase = Phase::Closing;
             conn.last_seen = self.now;
             conn.flags.set(Flags::SHUTDOWN_AFTER_FLUSH);
         }
         self.settle(key);
+    }
+
+    /// Past `--max-queued-bytes`: the queued frames go now (the memory with them),
+    /// a WebSocket gets close 1008 behind a partly written frame, bounded by the
+    /// close wait; any other transport just ends.
+    pub(super) fn close_slow_consumer(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        self.counters.slow_consumer_closes += 1;
+        conn.shed_outbox();
+        let websocket = matches!(conn.transport, Transport::WebSocket | Transport::Echo);
+        if websocket && conn.phase == Phase::Open {
+            self.close_with(key, 1008, "slow consumer");
+        } else {
+            self.doom(key);
+        }
     }
 
     /// The client closed first: answer with its code, then drop the connection once
@@ -169,7 +219,7 @@ impl Worker {
             Some(code) => ws::close_frame(code, ""),
             None => ws::frame(ws::Kind::Close, b""),
         };
-        self.send(key, Bytes::from(frame));
+        self.send_final(key, Bytes::from(frame));
         if let Some(conn) = self.conns.get_mut(key) {
             conn.phase = Phase::Closing;
             conn.flags.set(Flags::DROP_AFTER_FLUSH);
@@ -184,6 +234,20 @@ impl Worker {
         let now = self.now;
         let mut due: Vec<(usize, Due)> = Vec::new();
         for (key, conn) in self.conns.iter() {
+            // A command rate that filled up again is given back.
+            if let Some(side) = conn
+                .side
+                .checked_sub(1)
+                .map(|i| &mut self.sides[i as usize])
+            {
+                if side
+                    .rate
+                    .is_some_and(|r| r.is_idle(now, s.max_commands_per_second))
+                {
+                    side.rate = None;
+                    due.push((key, Due::TrimSide));
+                }
+            }
             let quiet = now.saturating_sub(conn.last_seen);
             let websocket = matches!(conn.transport, Transport::WebSocket | Transport::Echo);
             let action = match conn.phase {
@@ -242,6 +306,7 @@ impl Worker {
                     self.send(key, Bytes::from_static(sse::HEARTBEAT));
                 }
                 Due::PollTimeout => self.poll_timed_out(key),
+                Due::TrimSide => self.trim_side(key),
             }
         }
         self.topics.shrink();
@@ -285,7 +350,7 @@ impl Worker {
         while let Some(key) = self.doomed.pop() {
             self.unsubscribe_all(key);
             let conn = self.conns.remove(key);
-            let _side = self.take_side(conn.side);
+            let peer = self.take_side(conn.side).and_then(|side| side.peer);
             if conn.flags.has(Flags::ONLINE) {
                 if conn.transport == Transport::Sse {
                     self.counters.sse_online -= 1;
@@ -296,7 +361,7 @@ impl Worker {
             if conn.phase == Phase::Held {
                 self.counters.polls_held -= 1;
             }
-            self.release_admission(conn.flags.has(Flags::ADMITTED));
+            self.release_admission(conn.flags.has(Flags::ADMITTED), peer);
         }
         super::recycle(&mut self.doomed);
     }
@@ -309,4 +374,5 @@ enum Due {
     Ping,
     Heartbeat,
     PollTimeout,
+    TrimSide,
 }

@@ -7,6 +7,7 @@ mod fanout;
 pub mod inbox;
 mod input;
 mod lifecycle;
+mod rate;
 mod side;
 mod streams;
 pub mod subscriptions;
@@ -156,7 +157,7 @@ impl Worker {
         self.inbox.drain_into(&mut mail);
         for item in mail.drain(..) {
             match item {
-                Mail::Connection { stream, admitted } => self.adopt(stream, admitted),
+                Mail::Connection { stream, admission } => self.adopt(stream, admission),
                 Mail::Publication(publication) => self.publications.push(publication),
                 Mail::DropConnections => self.drop_connections(),
                 Mail::Shutdown => self.begin_shutdown(),
@@ -166,8 +167,28 @@ impl Worker {
         self.mail = mail;
     }
 
-    /// Sends `data` to connection `key`; a dead socket is queued for removal.
+    /// Sends `data` to connection `key`; a dead socket is queued for removal, and
+    /// one owed more than `--max-queued-bytes` is closed.
     fn send(&mut self, key: usize, data: Bytes) {
+        self.send_final(key, data);
+        // Closing and draining connections get nothing more; doomed ones go anyway.
+        let over = self.conns.get(key).is_some_and(|c| {
+            let ending = matches!(
+                c.phase,
+                connection::Phase::Closing | connection::Phase::Draining
+            );
+            !ending
+                && !c.flags.has(connection::Flags::DOOMED)
+                && c.owes_more_than(self.settings.max_queued_bytes)
+        });
+        if over {
+            self.close_slow_consumer(key);
+        }
+    }
+
+    /// Sends the last bytes a connection gets (a close frame, a final answer): not
+    /// checked against the cap, since nothing can queue behind them.
+    fn send_final(&mut self, key: usize, data: Bytes) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };

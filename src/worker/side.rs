@@ -5,21 +5,22 @@
 
 use std::net::IpAddr;
 
+use super::rate::CommandRate;
 use super::Worker;
 
-
 #[derive(Debug, Default)]
-#[allow(dead_code)]
 pub struct Side {
     /// The source address counted against `--max-connections-per-ip`.
     pub peer: Option<IpAddr>,
+    /// Commands of this second, while the client sends them.
+    pub rate: Option<CommandRate>,
 }
 
 #[allow(dead_code)] // the first users land with the features that fill it
 impl Side {
     /// True when the entry holds nothing and can be given back.
     pub fn is_empty(&self) -> bool {
-        self.peer.is_none()
+        self.peer.is_none() && self.rate.is_none()
     }
 }
 
