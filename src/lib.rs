@@ -4,6 +4,7 @@
 
 pub mod accept;
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod limits;
 pub mod proto;
