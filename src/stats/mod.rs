@@ -75,6 +75,14 @@ counters! {
     poll_timeouts,
     /// Resumes (since=) that could not be exact: recovered false.
     resumes_not_recovered,
+    /// Tokens refused (forged, expired, malformed), and auth timeouts.
+    auth_failures,
+    /// Joins refused for a channel the token does not grant (or no token).
+    forbidden,
+    /// Connections closed (or polls answered 401) because their token expired.
+    token_expired_closes,
+    /// Successful {"op":"refresh"}.
+    refreshes,
 }
 
 /// Everything the console and the API read.

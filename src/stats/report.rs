@@ -44,6 +44,10 @@ pub fn stats_json(shared: &Shared) -> String {
         "command_errors_total": totals.command_errors,
         "idle_timeouts_total": totals.idle_timeouts,
         "handshake_timeouts_total": totals.handshake_timeouts,
+        "auth_failures_total": totals.auth_failures,
+        "forbidden_total": totals.forbidden,
+        "token_expired_closes_total": totals.token_expired_closes,
+        "refreshes_total": totals.refreshes,
         "workers": workers,
     })
     .to_string()

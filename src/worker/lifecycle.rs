@@ -63,6 +63,7 @@ impl Worker {
                 endpoint,
                 accept_key,
                 subscribe,
+                token,
             } => {
                 self.send(key, Bytes::from(http::switching_protocols(&accept_key)));
                 let conn = &mut self.conns[key];
@@ -75,7 +76,15 @@ impl Worker {
                 conn.last_seen = self.now;
                 conn.flags.set(Flags::ONLINE);
                 self.counters.online += 1;
+                if endpoint == Endpoint::PubSub {
+                    if let Err(reason) = self.open_session(key, token.as_deref()) {
+                        return self.close_with(key, 3000, reason);
+                    }
+                }
                 for want in &subscribe {
+                    if let Err(refused) = self.may_join(key, &want.name) {
+                        return self.close_with(key, refused.close_code(), refused.close_reason());
+                    }
                     let position = Position {
                         since: want.since,
                         epoch: want.epoch.as_deref(),
@@ -88,11 +97,12 @@ impl Worker {
                     }
                 }
             }
-            ClientRequest::Sse { channels } => self.start_sse(key, &channels),
+            ClientRequest::Sse { channels, token } => self.start_sse(key, &channels, token),
             ClientRequest::Poll {
                 channels,
                 keep_alive,
-            } => self.start_poll(key, &channels, keep_alive),
+                token,
+            } => self.start_poll(key, &channels, keep_alive, token),
             ClientRequest::Asset { asset, keep_alive } => {
                 let cors = http::cors_header(self.settings.allow_origin);
                 let extra = format!("Cache-Control: no-cache\r\n{cors}");
@@ -132,7 +142,7 @@ impl Worker {
         }
     }
 
-    fn end_with_http(&mut self, key: usize, response: impl Into<Bytes>) {
+    pub(super) fn end_with_http(&mut self, key: usize, response: impl Into<Bytes>) {
         self.send(key, response.into());
         if let Some(conn) = self.conns.get_mut(key) {
             conn.phase = Phase::Draining;
@@ -183,7 +193,15 @@ impl Worker {
         let s = self.settings;
         let now = self.now;
         let mut due: Vec<(usize, Due)> = Vec::new();
+        let now_unix = self
+            .settings
+            .tokens
+            .map_or(0, |_| super::tokens::now_unix());
         for (key, conn) in self.conns.iter() {
+            if let Some(token) = self.token_due(conn, now_unix) {
+                due.push((key, Due::Token(token)));
+                continue;
+            }
             let quiet = now.saturating_sub(conn.last_seen);
             let websocket = matches!(conn.transport, Transport::WebSocket | Transport::Echo);
             let action = match conn.phase {
@@ -242,6 +260,7 @@ impl Worker {
                     self.send(key, Bytes::from_static(sse::HEARTBEAT));
                 }
                 Due::PollTimeout => self.poll_timed_out(key),
+                Due::Token(token) => self.on_token_due(key, token),
             }
         }
         self.topics.shrink();
@@ -309,4 +328,5 @@ enum Due {
     Ping,
     Heartbeat,
     PollTimeout,
+    Token(super::tokens::TokenDue),
 }

@@ -10,6 +10,7 @@ mod lifecycle;
 mod side;
 mod streams;
 pub mod subscriptions;
+mod tokens;
 
 use std::io;
 use std::sync::Arc;

@@ -6,19 +6,24 @@
 use std::net::IpAddr;
 
 use super::Worker;
+use crate::auth::Session;
 
 #[derive(Debug, Default)]
 #[allow(dead_code)]
 pub struct Side {
     /// The source address counted against `--max-connections-per-ip`.
     pub peer: Option<IpAddr>,
+    /// What a verified token left: user id, exp, grants and info (`auth::Session`).
+    pub session: Option<Session>,
+    /// Worker clock by which a connection that must authenticate sends `auth`; 0 = none.
+    pub auth_deadline: u32,
 }
 
 #[allow(dead_code)] // the first users land with the features that fill it
 impl Side {
     /// True when the entry holds nothing and can be given back.
     pub fn is_empty(&self) -> bool {
-        self.peer.is_none()
+        self.peer.is_none() && self.session.is_none() && self.auth_deadline == 0
     }
 }
 
