@@ -594,8 +594,9 @@
       conn.shutdown = () => {
         if (conn.abort) conn.abort.abort();
       };
-      // The next request carries the fresh token; plan the one after.
-      conn.refresh = () => this._planRefresh(conn);
+      // A held poll keeps the token it was sent with: re-poll with the fresh one.
+      conn.refresh = () => this._reopen(conn);
+      this._planRefresh(conn); // not at the first answer, which may come after exp
       this._pollLoop(conn);
     }
 
