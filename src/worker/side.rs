@@ -62,3 +62,15 @@ impl Worker {
         (index != 0).then(|| self.sides.remove(index as usize - 1))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// A token's session lives here; its size is what a token-carrying idle
+    /// connection pays on top of the 40-byte slot (plus its user id on the heap).
+    #[test]
+    fn a_side_entry_stays_small() {
+        assert!(std::mem::size_of::<crate::auth::Session>() <= 32);
+        let size = std::mem::size_of::<super::Side>();
+        assert!(size <= 56, "{size} bytes");
+    }
+}
