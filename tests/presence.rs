@@ -153,3 +153,23 @@ fn a_long_poller_does_not_leave_and_join_on_every_poll() {
         (json!(3), json!("after the polls"))
     );
 }
+
+#[test]
+fn a_connection_that_authenticates_later_is_counted_under_its_user() {
+    let (server, _secret) = server(&["--presence-channels", "room:"]);
+    let mut ws = server.connect("/ws");
+    subscribe(&mut ws, "room:1");
+    let anonymous = presence(&server, "room:1").1;
+    assert_eq!(
+        anonymous,
+        json!({"channel":"room:1","connections":1,"users":[]})
+    );
+    let token = token_with_info("ann", json!("Ann"));
+    common::send_text(&mut ws, &format!(r#"{{"op":"auth","token":"{token}"}}"#));
+    assert_eq!(recv_json(&mut ws)["op"], "authenticated");
+    let named = presence(&server, "room:1").1;
+    assert_eq!(
+        named,
+        json!({"channel":"room:1","connections":1,"users":[{"user":"ann","connections":1,"info":"Ann"}]})
+    );
+}
