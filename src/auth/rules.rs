@@ -33,7 +33,7 @@ pub fn may_join(
     let allowed = if let Some(id) = channel.strip_prefix(USER_PREFIX) {
         id == session.user()
     } else if channel.starts_with(PRIVATE_PREFIX) {
-        session.grants().iter().any(|grant| grants(grant, channel))
+        session.grants().any(|grant| grants(grant, channel))
     } else {
         true
     };

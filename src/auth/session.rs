@@ -1,42 +1,45 @@
 //! What a worker keeps of a verified token for as long as the connection lives:
-//! only what later checks need. The user id and `exp` are inline; grants and
-//! presence info, which most connections do not have, live behind one pointer.
+//! only what later checks need, in one allocation: the user id, then each grant
+//! after a `\n`, then the presence `info` after a `\0`. Grants that could never
+//! match a channel name are dropped (so neither byte can occur in one), and JSON
+//! text never holds a raw NUL.
 
 use super::verify::Verified;
+use crate::proto::command::valid_channel;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
-    user: Box<str>,
+    text: Box<str>,
     /// Unix seconds; a far-future `exp` is clamped (year 2106).
     exp: u32,
-    rest: Option<Box<Rest>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Rest {
-    grants: Box<[Box<str>]>,
-    /// Raw JSON text of the `info` claim.
-    info: Option<Box<str>>,
+    /// Bytes of `text` that are the user id (a `sub` is at most 128 bytes).
+    user_len: u8,
 }
 
 impl Session {
     /// Keeps `info` only when some channel shows presence (`keep_info`).
     pub fn new(token: Verified, keep_info: bool) -> Session {
-        let grants: Box<[Box<str>]> = token.channels.into_iter().map(Box::from).collect();
-        let info = token
-            .info
-            .filter(|_| keep_info)
-            .map(|raw| Box::<str>::from(raw.get()));
-        let rest = (!grants.is_empty() || info.is_some()).then(|| Box::new(Rest { grants, info }));
+        let user_len = u8::try_from(token.sub.len()).expect("sub is at most 128 bytes");
+        let mut text = token.sub;
+        for grant in &token.channels {
+            if valid_channel(grant.strip_suffix('*').unwrap_or(grant)) {
+                text.push('\n');
+                text.push_str(grant);
+            }
+        }
+        if let Some(info) = token.info.filter(|_| keep_info) {
+            text.push('\0');
+            text.push_str(info.get());
+        }
         Session {
-            user: token.sub.into_boxed_str(),
+            text: text.into_boxed_str(),
             exp: u32::try_from(token.exp).unwrap_or(u32::MAX),
-            rest,
+            user_len,
         }
     }
 
     pub fn user(&self) -> &str {
-        &self.user
+        &self.text[..usize::from(self.user_len)]
     }
 
     pub fn exp(&self) -> u64 {
@@ -47,12 +50,21 @@ impl Session {
         self.exp() <= now_unix
     }
 
-    pub fn grants(&self) -> &[Box<str>] {
-        self.rest.as_ref().map_or(&[], |r| &r.grants)
+    fn after_user(&self) -> (&str, Option<&str>) {
+        let rest = &self.text[usize::from(self.user_len)..];
+        match rest.split_once('\0') {
+            Some((grants, info)) => (grants, Some(info)),
+            None => (rest, None),
+        }
+    }
+
+    /// The `private:` channels granted: exact names, or prefixes ending in `*`.
+    pub fn grants(&self) -> impl Iterator<Item = &str> {
+        self.after_user().0.split('\n').skip(1)
     }
 
     pub fn info(&self) -> Option<&str> {
-        self.rest.as_ref().and_then(|r| r.info.as_deref())
+        self.after_user().1
     }
 }
 
@@ -71,21 +83,41 @@ mod tests {
 
     #[test]
     fn a_session_is_small_and_keeps_only_what_is_needed() {
-        assert!(std::mem::size_of::<Session>() <= 32);
+        assert!(std::mem::size_of::<Session>() <= 24);
         assert_eq!(
             std::mem::size_of::<Option<Session>>(),
             std::mem::size_of::<Session>()
         );
         let plain = Session::new(verified(&[], Some(r#"{"n":1}"#)), false);
-        assert!(
-            plain.rest.is_none(),
-            "no grants, no presence: nothing behind the pointer"
+        assert_eq!(
+            &*plain.text, "u1",
+            "no grants, no presence: only the user id"
         );
         assert_eq!((plain.user(), plain.exp()), ("u1", 1_800_000_000));
-        let full = Session::new(verified(&["private:a"], Some(r#"{"n":1}"#)), true);
-        assert_eq!(full.grants().len(), 1);
+        assert_eq!((plain.grants().count(), plain.info()), (0, None));
+        let full = Session::new(
+            verified(&["private:a", "private:t.*"], Some(r#"{"n":1}"#)),
+            true,
+        );
+        assert_eq!(
+            full.grants().collect::<Vec<_>>(),
+            ["private:a", "private:t.*"]
+        );
         assert_eq!(full.info(), Some(r#"{"n":1}"#));
         assert!(full.expired(1_800_000_000) && !full.expired(1_799_999_999));
+    }
+
+    #[test]
+    fn any_sub_is_kept_whole_and_bad_grants_are_dropped() {
+        let mut odd = verified(
+            &["private:a\nprivate:b", "", "*", "private:ok"],
+            Some("[0]"),
+        );
+        odd.sub = "a\n\u{0}é".into();
+        let session = Session::new(odd, true);
+        assert_eq!(session.user(), "a\n\u{0}é");
+        assert_eq!(session.grants().collect::<Vec<_>>(), ["private:ok"]);
+        assert_eq!(session.info(), Some("[0]"));
     }
 
     #[test]

@@ -69,8 +69,8 @@ mod tests {
     /// connection pays on top of the 40-byte slot (plus its user id on the heap).
     #[test]
     fn a_side_entry_stays_small() {
-        assert!(std::mem::size_of::<crate::auth::Session>() <= 32);
+        assert!(std::mem::size_of::<crate::auth::Session>() <= 24);
         let size = std::mem::size_of::<super::Side>();
-        assert!(size <= 56, "{size} bytes");
+        assert!(size <= 48, "{size} bytes");
     }
 }
