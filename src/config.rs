@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+use crate::auth::Verifier;
 use crate::proto::http::Transports;
 use crate::pubsub::hub::HistoryLimits;
 
@@ -115,6 +116,39 @@ pub struct ServeArgs {
     /// Print one stats line per second [default: true when stdout is a terminal]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub stats: Option<bool>,
+    /// File holding the HS256 secret that signs connection tokens [default: none]
+    #[arg(long, value_name = "FILE")]
+    pub token_secret_file: Option<PathBuf>,
+    /// PEM public key (RSA for RS256, P-256 for ES256) that verifies tokens [default: none]
+    #[arg(long, value_name = "FILE")]
+    pub token_public_key_file: Option<PathBuf>,
+    /// Every channel needs a token, not only private: and user: ones [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub require_token: Option<bool>,
+    /// Channel name prefixes that keep presence, comma list; * = all, "" = none [default: private:]
+    #[arg(long, value_name = "PREFIXES")]
+    pub presence_channels: Option<String>,
+    /// Send join and leave events to the subscribers of presence channels [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub presence_events: Option<bool>,
+}
+
+/// `private:,room:` → its prefixes; `*` stands for every channel.
+fn presence_prefixes(list: &str) -> Box<[Box<str>]> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| Box::from(p.strip_suffix('*').unwrap_or(p)))
+        .collect()
+}
+
+impl Config {
+    /// True when channel `name` keeps presence.
+    pub fn keeps_presence(&self, name: &str) -> bool {
+        self.presence_channels
+            .iter()
+            .any(|p| name.starts_with(&**p))
+    }
 }
 
 /// The resolved configuration the server runs with.
@@ -146,6 +180,12 @@ pub struct Config {
     pub allow_origin: Option<&'static str>,
     pub transports: Transports,
     pub demo: bool,
+    /// How tokens are verified (leaked once, like `allow_origin`); none = no tokens.
+    pub tokens: Option<&'static Verifier>,
+    pub require_token: bool,
+    /// Channel name prefixes that keep presence (`""` matches every channel).
+    pub presence_channels: &'static [Box<str>],
+    pub presence_events: bool,
 }
 
 /// Facts about the machine that the defaults depend on.
@@ -222,6 +262,23 @@ impl Config {
                 None => Transports::ALL,
             },
             demo: pick!(demo, false),
+            tokens: Verifier::from_files(
+                cli.token_secret_file
+                    .as_deref()
+                    .or(file.token_secret_file.as_deref()),
+                cli.token_public_key_file
+                    .as_deref()
+                    .or(file.token_public_key_file.as_deref()),
+            )?
+            .map(|v| &*Box::leak(Box::new(v))),
+            require_token: pick!(require_token, false),
+            presence_channels: Box::leak(presence_prefixes(
+                cli.presence_channels
+                    .as_deref()
+                    .or(file.presence_channels.as_deref())
+                    .unwrap_or("private:"),
+            )),
+            presence_events: pick!(presence_events, false),
         };
         config.validate()?;
         Ok(config)
@@ -252,6 +309,11 @@ impl Config {
                     "--allow-origin must be an origin such as https://example.com or *".into(),
                 );
             }
+        }
+        if self.require_token && self.tokens.is_none() {
+            return Err(
+                "--require-token needs --token-secret-file or --token-public-key-file".into(),
+            );
         }
         if self.handshake_timeout_s == 0 {
             return Err("--handshake-timeout must be at least 1 second".into());
@@ -331,5 +393,26 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert!(result.unwrap_err().contains("max_conections"));
         assert!(Config::resolve(args(&["--workers", "0"]), MACHINE).is_err());
+    }
+
+    #[test]
+    fn token_and_presence_flags() {
+        let plain = Config::resolve(args(&[]), MACHINE).unwrap();
+        assert!(
+            plain.tokens.is_none()
+                && plain.keeps_presence("private:x")
+                && !plain.keeps_presence("x")
+        );
+        let err = Config::resolve(args(&["--require-token"]), MACHINE).unwrap_err();
+        assert!(err.contains("--require-token"), "{err}");
+        let missing = Config::resolve(args(&["--token-secret-file", "/nonexistent/s"]), MACHINE);
+        assert!(missing.unwrap_err().contains("--token-secret-file"));
+        let all = Config::resolve(args(&["--presence-channels", "*"]), MACHINE).unwrap();
+        assert!(all.keeps_presence("anything"));
+        let none = Config::resolve(args(&["--presence-channels", ""]), MACHINE).unwrap();
+        assert!(!none.keeps_presence("private:x"));
+        let two =
+            Config::resolve(args(&["--presence-channels", "room:, private:"]), MACHINE).unwrap();
+        assert!(two.keeps_presence("room:1") && two.keeps_presence("private:1"));
     }
 }

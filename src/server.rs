@@ -87,7 +87,11 @@ pub fn start(config: &Config) -> Result<Running, String> {
         .iter()
         .map(|inbox| Arc::clone(inbox) as Arc<dyn Outlet>)
         .collect();
-    let hub = Arc::new(Hub::new(outlets, config.history).with_max_channels(config.max_channels));
+    let hub = Arc::new(
+        Hub::new(outlets, config.history)
+            .with_max_channels(config.max_channels)
+            .with_presence(config.presence_channels, config.presence_events),
+    );
     let shared = Arc::new(Shared::new(hub, config.workers));
 
     let workers = start_workers(*config, polls, &inboxes, &shared)?;

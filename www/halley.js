@@ -15,6 +15,14 @@
  *   h.transport   // "ws", "sse" or "poll": the transport in use (or being tried)
  *   h.close();
  *
+ * Tokens (private: and user: channels, --require-token): pass `token` (a JWT from
+ * your backend) and/or `getToken()`, a function returning a Promise of a fresh one.
+ * The token goes in the URL on every transport (?token=). With getToken, the client
+ * refreshes before the token's exp (read from its payload): {"op":"refresh"} on a
+ * WebSocket, a new request on SSE and polling. A close 3000 (token missing, bad or
+ * expired) fetches a new token before reconnecting; a channel refused with 3003 or
+ * 403 ("forbidden channel C") is reported through onError and dropped, not retried.
+ *
  * Protocol (the server's contract): every message is {"channel","seq","data"}, seq
  * counting 1, 2, 3 ... per channel, and each channel has an "epoch" that changes when
  * its numbering restarts. The client remembers, per channel, the last seq it handed to
@@ -52,7 +60,23 @@
     pollTimeoutMs: 60000, // client-side limit on one long-poll request
     onStatus: null,
     onError: null, // (message) for server error replies and handler exceptions
+    token: null, // a connection token (JWT), sent as ?token=
+    getToken: null, // () => Promise<string>: a fresh token, for refreshes and after 3000
+    refreshLeadMs: 10000, // refresh this long before exp (at most half the time left)
   };
+
+  // The `exp` claim (seconds) of a JWT, read without verifying it; null if none.
+  function tokenExp(token) {
+    try {
+      const part = String(token).split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const exp = JSON.parse(atob(part + "===".slice((part.length + 3) % 4))).exp;
+      return typeof exp === "number" ? exp : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  const FORBIDDEN = "forbidden channel ";
 
   // Query-string value: channel names and epochs are [A-Za-z0-9_.:-], kept as is.
   function enc(s) {
@@ -103,6 +127,10 @@
       this._conn = null;
       this._timer = null;
       this._closed = false;
+      this._token = this.options.token ? String(this.options.token) : null;
+      this._canRefresh = typeof this.options.getToken === "function";
+      this._needToken = this._canRefresh && !this._token; // fetch one before the first connect
+      this._refreshTimer = null;
       this._onOnline = () => {
         // The network came back: skip the rest of a backoff wait.
         if (this._timer !== null && !this._closed) {
@@ -179,6 +207,7 @@
       this._closed = true;
       if (this._timer !== null) clearTimeout(this._timer);
       this._timer = null;
+      this._stopRefresh();
       const conn = this._conn;
       this._conn = null;
       if (conn) this._shutdown(conn);
@@ -198,6 +227,11 @@
 
     _connect() {
       if (this._closed) return;
+      if (this._needToken && this._canRefresh) {
+        this._needToken = false;
+        this._fetchToken().then(() => this._connect());
+        return;
+      }
       const name = this.transports[this._index];
       this.transport = name;
       const conn = { name, opened: false, openedAt: 0, closed: false, openTimer: null };
@@ -218,6 +252,7 @@
 
     _shutdown(conn) {
       conn.closed = true;
+      this._stopRefresh();
       if (conn.openTimer !== null) clearTimeout(conn.openTimer);
       if (conn.shutdown) {
         try {
@@ -237,6 +272,55 @@
       this._worked.add(conn.name);
       this._sameFailures = 0;
       this._setStatus("connected");
+      this._planRefresh(conn);
+    }
+
+    // ------------------------------------------------------------ tokens
+
+    // `&token=...` for a URL, or "" without a token.
+    _tokenParam() {
+      return this._token ? "token=" + encodeURIComponent(this._token) : "";
+    }
+
+    // A fresh token from getToken(); on failure the old one stays (and is reported).
+    _fetchToken() {
+      return Promise.resolve()
+        .then(() => this.options.getToken())
+        .then(
+          (t) => {
+            if (t) this._token = String(t);
+          },
+          (e) => this._error("getToken failed: " + ((e && e.message) || e)),
+        );
+    }
+
+    _stopRefresh() {
+      if (this._refreshTimer !== null) clearTimeout(this._refreshTimer);
+      this._refreshTimer = null;
+    }
+
+    // Before the token's exp: a new token, handed to the connection (`conn.refresh`).
+    _planRefresh(conn) {
+      this._stopRefresh();
+      const exp = this._token ? tokenExp(this._token) : null;
+      if (!this._canRefresh || exp === null) return;
+      const left = exp * 1000 - Date.now();
+      const delay = Math.max(0, left - Math.min(this.options.refreshLeadMs, left / 2));
+      this._refreshTimer = setTimeout(() => {
+        this._refreshTimer = null;
+        this._fetchToken().then(() => {
+          if (this._isCurrent(conn) && conn.refresh) conn.refresh();
+        });
+      }, delay);
+    }
+
+    // "forbidden channel C": C cannot be joined with this token; stop asking.
+    _forbidden(reason) {
+      this._error("server: " + reason);
+      if (typeof reason !== "string" || !reason.startsWith(FORBIDDEN)) return false;
+      const ch = this._channels.get(reason.slice(FORBIDDEN.length));
+      if (ch) this._channels.delete(ch.name);
+      return true;
     }
 
     // The channel set changed on a transport that carries it in the URL (sse, poll):
@@ -391,13 +475,16 @@
           q.push("epoch=" + chans.map((c) => (positionEpoch(c) !== null ? enc(positionEpoch(c)) : "")).join(","));
         }
       }
+      const tokenParam = this._tokenParam();
+      if (tokenParam) q.push(tokenParam);
       return q.join("&");
     }
 
     // ------------------------------------------------------------ WebSocket
 
     _openWs(conn) {
-      const url = this.baseUrl.replace(/^http/, "ws") + "/ws";
+      const tokenParam = this._tokenParam();
+      const url = this.baseUrl.replace(/^http/, "ws") + "/ws" + (tokenParam ? "?" + tokenParam : "");
       let ws;
       try {
         ws = new WebSocket(url);
@@ -434,11 +521,19 @@
         const msg = parseJson(text);
         if (!isObject(msg)) return;
         if (msg.op === "subscribed") this._onSubscribed(msg);
-        else if (msg.op === "error") this._error("server: " + msg.reason);
+        else if (msg.op === "error") this._forbidden(msg.reason);
+        else if (msg.op === "refreshed") this._planRefresh(conn);
         else if (msg.op === undefined) this._onPush(msg, true);
       };
       ws.onerror = () => {}; // a close event follows
-      ws.onclose = (ev) => this._lost(conn, "ws closed " + ev.code + (ev.reason ? " " + ev.reason : ""));
+      ws.onclose = (ev) => {
+        // 3000: no, bad or expired token: get a new one first. 3003: a channel this
+        // token may not join: reported and dropped, the rest reconnect.
+        if (ev.code === 3000) this._needToken = true;
+        if (ev.code === 3003) this._forbidden(ev.reason);
+        this._lost(conn, "ws closed " + ev.code + (ev.reason ? " " + ev.reason : ""));
+      };
+      conn.refresh = () => send({ op: "refresh", token: this._token });
       conn.channelAdded = (ch) => {
         if (ws.readyState === WebSocket.OPEN) subscribe(ch);
       };
@@ -465,6 +560,12 @@
         ch.ready = false;
       }
       const es = new EventSource(this.baseUrl + "/sse?" + this._query(chans));
+      // A fresh token rides on a new stream.
+      conn.refresh = () => this._reopen(conn);
+      es.addEventListener("expired", () => {
+        this._needToken = true;
+        this._lost(conn, "sse: token expired");
+      });
       conn.shutdown = () => {
         es.onopen = es.onmessage = es.onerror = null;
         es.close();
@@ -493,6 +594,9 @@
       conn.shutdown = () => {
         if (conn.abort) conn.abort.abort();
       };
+      // A held poll keeps the token it was sent with: re-poll with the fresh one.
+      conn.refresh = () => this._reopen(conn);
+      this._planRefresh(conn); // not at the first answer, which may come after exp
       this._pollLoop(conn);
     }
 
@@ -521,6 +625,14 @@
         const asked = Date.now();
         try {
           const res = await fetch(url, { signal: ac.signal, cache: "no-store", headers: { Accept: "application/json" } });
+          if (res.status === 401) this._needToken = true;
+          if (res.status === 403) {
+            const reason = await res.text();
+            if (this._forbidden(reason) && this._channels.size > 0) {
+              clearTimeout(timer);
+              continue;
+            }
+          }
           if (!res.ok) throw new Error("HTTP " + res.status);
           body = await res.json();
           if (!isObject(body)) throw new Error("not a JSON object");

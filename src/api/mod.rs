@@ -185,6 +185,10 @@ fn answer(shared: &Shared, inboxes: &[Arc<Inbox>], request: ApiRequest) -> (u16,
             since,
             limit,
         } => (200, history(shared, &channel, since, limit)),
+        ApiRequest::Presence { channel } => match shared.hub.presence_json(&channel) {
+            Ok(body) => (200, body),
+            Err(reason) => (400, serde_json::json!({ "error": reason }).to_string()),
+        },
         ApiRequest::DropConnections => {
             for inbox in inboxes {
                 inbox.push(Mail::DropConnections);

@@ -24,6 +24,10 @@ pub enum ApiRequest {
         since: u64,
         limit: usize,
     },
+    /// `GET /api/presence?channel=C`.
+    Presence {
+        channel: String,
+    },
     /// `POST /api/drop-connections`: close every client connection.
     DropConnections,
     Stats,
@@ -116,11 +120,17 @@ pub fn parse(buf: &[u8], max_body: usize) -> ApiParsed {
         ("POST", "/api/publish") => publish(query, body),
         ("GET", "/api/stats") => ApiRequest::Stats,
         ("GET", "/api/history") => history(query),
+        ("GET", "/api/presence") => presence(query),
         ("POST", "/api/drop-connections") => ApiRequest::DropConnections,
         ("GET", "/health") => ApiRequest::Health,
         (
             _,
-            "/api/publish" | "/api/stats" | "/api/history" | "/api/drop-connections" | "/health",
+            "/api/publish"
+            | "/api/stats"
+            | "/api/history"
+            | "/api/presence"
+            | "/api/drop-connections"
+            | "/health",
         ) => refuse(405, "method not allowed"),
         _ => refuse(404, "not found"),
     };
@@ -162,6 +172,15 @@ fn publish(query: &str, body: &[u8]) -> ApiRequest {
         return refuse(400, "invalid channel name");
     }
     ApiRequest::Publish { channel, data }
+}
+
+fn presence(query: &str) -> ApiRequest {
+    match param(query, "channel") {
+        Some(channel) if valid_channel(&channel) => ApiRequest::Presence {
+            channel: channel.into_owned(),
+        },
+        _ => refuse(400, "invalid channel name"),
+    }
 }
 
 fn history(query: &str) -> ApiRequest {

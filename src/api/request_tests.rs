@@ -130,3 +130,23 @@ fn expect_continue_and_connection_close_are_seen() {
         }
     ));
 }
+
+#[test]
+fn presence_names_a_channel() {
+    let raw = b"GET /api/presence?channel=private:r HTTP/1.1\r\n\r\n";
+    match parse(raw, 1024) {
+        ApiParsed::Done { request, .. } => assert_eq!(
+            request,
+            ApiRequest::Presence {
+                channel: "private:r".into()
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    match parse(b"GET /api/presence HTTP/1.1\r\n\r\n", 1024) {
+        ApiParsed::Done { request, .. } => {
+            assert!(matches!(request, ApiRequest::Refuse { status: 400, .. }))
+        }
+        other => panic!("{other:?}"),
+    }
+}

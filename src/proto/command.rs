@@ -32,6 +32,10 @@ pub enum Command<'a> {
         data: &'a str,
     },
     Noop,
+    /// A token for a connection that opened without one.
+    Auth(Cow<'a, str>),
+    /// A fresh token of the same user, before the current one expires.
+    Refresh(Cow<'a, str>),
 }
 
 #[derive(Deserialize)]
@@ -45,6 +49,8 @@ struct Wire<'a> {
     since: Option<u64>,
     #[serde(borrow)]
     epoch: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    token: Option<Cow<'a, str>>,
 }
 
 /// Why a command was refused; the text goes into the error reply.
@@ -90,6 +96,12 @@ pub fn parse(bytes: &[u8]) -> Result<Command<'_>, Refused> {
             })
         }
         "noop" => Ok(Command::Noop),
+        "auth" => Ok(Command::Auth(
+            wire.token.ok_or(Cow::Borrowed("missing token"))?,
+        )),
+        "refresh" => Ok(Command::Refresh(
+            wire.token.ok_or(Cow::Borrowed("missing token"))?,
+        )),
         other => Err(Cow::Owned(format!("unknown op {}", json_string(other)))),
     }
 }
@@ -121,6 +133,18 @@ pub fn unsubscribed(channel: &str) -> String {
 
 pub fn published(channel: &str, seq: u64) -> String {
     format!("{{\"op\":\"published\",\"channel\":\"{channel}\",\"seq\":{seq}}}")
+}
+
+/// `user` is any string (a token's `sub`), so it is escaped.
+pub fn authenticated(user: &str, exp: u64) -> String {
+    format!(
+        "{{\"op\":\"authenticated\",\"user\":{},\"exp\":{exp}}}",
+        json_string(user)
+    )
+}
+
+pub fn refreshed(exp: u64) -> String {
+    format!("{{\"op\":\"refreshed\",\"exp\":{exp}}}")
 }
 
 pub fn error(reason: &str) -> String {
@@ -162,6 +186,14 @@ mod tests {
             Ok(Command::Unsubscribe("a.b".into()))
         );
         assert_eq!(parse(br#"{"op":"noop"}"#), Ok(Command::Noop));
+        assert_eq!(
+            parse(br#"{"op":"auth","token":"h.p.s"}"#),
+            Ok(Command::Auth("h.p.s".into()))
+        );
+        assert_eq!(
+            parse(br#"{"op":"refresh","token":"h.p.s"}"#),
+            Ok(Command::Refresh("h.p.s".into()))
+        );
         match parse(br#"{"op":"publish","channel":"c","data":{"x":[1, 2]}}"#) {
             Ok(Command::Publish { channel, data }) => {
                 assert_eq!(channel, "c");
@@ -183,6 +215,8 @@ mod tests {
             "invalid channel name"
         );
         assert_eq!(refusal(r#"{"op":"publish","channel":"a"}"#), "missing data");
+        assert_eq!(refusal(r#"{"op":"auth"}"#), "missing token");
+        assert_eq!(refusal(r#"{"op":"refresh","token":7}"#), "invalid JSON");
         assert_eq!(
             refusal(r#"{"op":"subscribe","channel":"a","epoch":"x y"}"#),
             "invalid epoch"
@@ -214,6 +248,13 @@ mod tests {
         );
         let err: serde_json::Value = serde_json::from_str(&error("unknown op \"x\"")).unwrap();
         assert_eq!(err["reason"], "unknown op \"x\"");
+        let auth: serde_json::Value = serde_json::from_str(&authenticated("u\"1", 9)).unwrap();
+        assert_eq!(
+            auth,
+            serde_json::json!({"op":"authenticated","user":"u\"1","exp":9})
+        );
+        let fresh: serde_json::Value = serde_json::from_str(&refreshed(12)).unwrap();
+        assert_eq!(fresh, serde_json::json!({"op":"refreshed","exp":12}));
         let sub: serde_json::Value =
             serde_json::from_str(&subscribed("c", 3, "k3", false)).unwrap();
         assert_eq!(

@@ -100,15 +100,19 @@ pub enum ClientRequest {
         endpoint: Endpoint,
         accept_key: String,
         subscribe: Vec<Wanted>,
+        /// `?token=`, checked by the worker (it has the clock and the key).
+        token: Option<String>,
     },
     /// `GET /sse`: an event stream of these channels.
     Sse {
         channels: Vec<Wanted>,
+        token: Option<String>,
     },
     /// `GET /poll`: one long-poll of these channels.
     Poll {
         channels: Vec<Wanted>,
         keep_alive: bool,
+        token: Option<String>,
     },
     Asset {
         asset: Asset,
@@ -191,7 +195,10 @@ fn route(request: &httparse::Request<'_, '_>, routes: Routes) -> ClientRequest {
                 header(headers, "last-event-id").and_then(|v| std::str::from_utf8(v).ok());
             return match query::wanted(query, "channel", last_event_id, max) {
                 Ok(channels) if channels.is_empty() => refuse(400, "missing channel"),
-                Ok(channels) => ClientRequest::Sse { channels },
+                Ok(channels) => ClientRequest::Sse {
+                    channels,
+                    token: query::token(query),
+                },
                 Err(refusal) => ClientRequest::Refuse(refusal),
             };
         }
@@ -201,6 +208,7 @@ fn route(request: &httparse::Request<'_, '_>, routes: Routes) -> ClientRequest {
                 Ok(channels) => ClientRequest::Poll {
                     channels,
                     keep_alive,
+                    token: query::token(query),
                 },
                 Err(refusal) => ClientRequest::Refuse(refusal),
             };
@@ -248,6 +256,7 @@ fn route(request: &httparse::Request<'_, '_>, routes: Routes) -> ClientRequest {
         endpoint,
         accept_key: tungstenite::handshake::derive_accept_key(key),
         subscribe,
+        token: query::token(query),
     }
 }
 
@@ -358,6 +367,8 @@ pub fn status_text(status: u16) -> &'static str {
         101 => "Switching Protocols",
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",

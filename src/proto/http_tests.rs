@@ -39,6 +39,7 @@ fn a_valid_upgrade_is_accepted_with_the_rfc_accept_key() {
             // RFC 6455 section 1.3's worked example.
             accept_key: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into(),
             subscribe: vec![],
+            token: None,
         }
     );
 }
@@ -188,7 +189,7 @@ fn sse_and_poll_are_routed_with_their_channels() {
         &get("/sse?channel=a,b&since=1,2", "Last-Event-ID: 5,6\r\n"),
         ROUTES,
     ) {
-        ClientRequest::Sse { channels } => {
+        ClientRequest::Sse { channels, .. } => {
             assert_eq!(channels.len(), 2);
             assert_eq!((channels[0].since, channels[1].since), (Some(5), Some(6)));
         }
@@ -198,6 +199,7 @@ fn sse_and_poll_are_routed_with_their_channels() {
         ClientRequest::Poll {
             channels,
             keep_alive,
+            ..
         } => {
             assert_eq!(channels[0].since, Some(3));
             assert!(keep_alive, "HTTP/1.1 keeps the connection by default");
@@ -256,4 +258,21 @@ fn disabled_transports_and_the_demo_answer_404_until_enabled() {
             keep_alive: true
         }
     ));
+}
+
+#[test]
+fn the_token_rides_on_every_transport() {
+    let token = |request: ClientRequest| match request {
+        ClientRequest::Upgrade { token, .. }
+        | ClientRequest::Sse { token, .. }
+        | ClientRequest::Poll { token, .. } => token,
+        other => panic!("{other:?}"),
+    };
+    let ws = routed(&upgrade("/ws?subscribe=a&token=h.p.s", ""), ROUTES);
+    assert_eq!(token(ws).as_deref(), Some("h.p.s"));
+    let sse = routed(&get("/sse?channel=a&token=h.p.s", ""), ROUTES);
+    assert_eq!(token(sse).as_deref(), Some("h.p.s"));
+    let poll = routed(&get("/poll?token=h.p.s&channel=a", ""), ROUTES);
+    assert_eq!(token(poll).as_deref(), Some("h.p.s"));
+    assert_eq!(token(routed(&upgrade("/ws", ""), ROUTES)), None);
 }

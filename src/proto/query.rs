@@ -42,6 +42,13 @@ pub fn param<'q>(query: &'q str, key: &str) -> Option<Cow<'q, str>> {
     })
 }
 
+/// The connection token in `?token=`, if any (an empty one counts as none).
+pub fn token(query: &str) -> Option<String> {
+    param(query, "token")
+        .filter(|t| !t.is_empty())
+        .map(Cow::into_owned)
+}
+
 /// The channels listed under `list_key`, each with its `since` and `epoch` entry.
 /// `since_override` (an SSE `Last-Event-ID`) replaces the `since` list.
 pub fn wanted(
@@ -123,6 +130,21 @@ mod tests {
         assert_eq!((got[0].since, got[1].since), (Some(5), Some(6)));
         let polyfill = wanted("channel=a&last_event_id=9", "channel", None, 8).unwrap();
         assert_eq!(polyfill[0].since, Some(9));
+    }
+
+    #[test]
+    fn the_token_is_read_from_the_query() {
+        assert_eq!(
+            token("channel=a&token=ab.c_d-e.f").as_deref(),
+            Some("ab.c_d-e.f")
+        );
+        assert_eq!(
+            token("token=a%2Eb").as_deref(),
+            Some("a.b"),
+            "percent-decoded"
+        );
+        assert_eq!(token("channel=a&token="), None);
+        assert_eq!(token("channel=a&mytoken=x"), None);
     }
 
     #[test]

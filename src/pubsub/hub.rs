@@ -15,6 +15,7 @@ use bytes::Bytes;
 
 use super::epoch::Epochs;
 use super::history::{CatchUp, History};
+use super::presence::{self, Change, Presence};
 use super::publication::{Outlet, Publication};
 use crate::proto::command;
 
@@ -26,6 +27,8 @@ pub struct Channel {
     pub id: ChannelId,
     pub name: Box<str>,
     pub epoch: Box<str>,
+    /// Its name matches `--presence-channels`: joins and leaves are counted.
+    pub keeps_presence: bool,
     state: Mutex<ChannelState>,
 }
 
@@ -41,6 +44,14 @@ struct ChannelState {
     idle_since: Option<u32>,
     /// Gone from the name map: whoever holds this `Arc` must look the name up again.
     removed: bool,
+    /// Who is connected, for a channel that keeps presence (created on first join).
+    presence: Option<Box<Presence>>,
+}
+
+impl ChannelState {
+    fn presence_leaving(&self) -> bool {
+        self.presence.as_ref().is_some_and(|p| p.has_leaving())
+    }
 }
 
 impl Channel {
@@ -104,6 +115,9 @@ pub struct Hub {
     max_channels: usize,
     channels_refused: AtomicU64,
     started: Instant,
+    /// `--presence-channels` and `--presence-events`.
+    presence_prefixes: &'static [Box<str>],
+    presence_events: bool,
 }
 
 impl Hub {
@@ -119,12 +133,22 @@ impl Hub {
             max_channels: usize::MAX,
             channels_refused: AtomicU64::new(0),
             started: Instant::now(),
+            presence_prefixes: &[],
+            presence_events: false,
         }
     }
 
     /// Refuses to create a channel while `max` exist.
     pub fn with_max_channels(mut self, max: usize) -> Hub {
         self.max_channels = max;
+        self
+    }
+
+    /// Channels whose name starts with one of `prefixes` keep presence; with
+    /// `events`, their joins and leaves are pushed to their subscribers.
+    pub fn with_presence(mut self, prefixes: &'static [Box<str>], events: bool) -> Hub {
+        self.presence_prefixes = prefixes;
+        self.presence_events = events;
         self
     }
 
@@ -155,6 +179,10 @@ impl Hub {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             name: name.into(),
             epoch: self.epochs.next(),
+            keeps_presence: self
+                .presence_prefixes
+                .iter()
+                .any(|p| name.starts_with(&**p)),
             state: Mutex::default(),
         });
         channels.insert(name.into(), Arc::clone(&channel));
@@ -171,27 +199,108 @@ impl Hub {
             if state.removed {
                 continue;
             }
-            state.last_seq += 1;
-            let seq = state.last_seq;
             self.published_total.fetch_add(1, Ordering::Relaxed);
-            let payload = Bytes::from(command::push(name, seq, data));
-            if self.limits.size > 0 {
-                state
-                    .history
-                    .push(seq, self.now_s(), payload.clone(), self.limits.size);
-            }
-            for (worker, outlet) in self.outlets.iter().enumerate() {
-                if state.workers & (1 << worker) != 0 {
-                    outlet.deliver(Publication {
-                        channel: Arc::clone(&channel),
-                        seq,
-                        payload: payload.clone(),
-                    });
-                }
-            }
-            self.watch(&channel, &mut state);
+            let seq = self.push_locked(&channel, &mut state, |seq| command::push(name, seq, data));
             drop(state);
             return Ok((channel, seq));
+        }
+    }
+
+    /// Numbers one message (built by `payload` from its seq), keeps it and hands it
+    /// to the workers, under the channel lock the caller holds.
+    fn push_locked(
+        &self,
+        channel: &Arc<Channel>,
+        state: &mut ChannelState,
+        payload: impl FnOnce(u64) -> Vec<u8>,
+    ) -> u64 {
+        state.last_seq += 1;
+        let seq = state.last_seq;
+        let payload = Bytes::from(payload(seq));
+        if self.limits.size > 0 {
+            state
+                .history
+                .push(seq, self.now_s(), payload.clone(), self.limits.size);
+        }
+        for (worker, outlet) in self.outlets.iter().enumerate() {
+            if state.workers & (1 << worker) != 0 {
+                outlet.deliver(Publication {
+                    channel: Arc::clone(channel),
+                    seq,
+                    payload: payload.clone(),
+                });
+            }
+        }
+        self.watch(channel, state);
+        seq
+    }
+
+    /// A connection (of `user`, if it has a token) joined a presence channel the
+    /// worker holds.
+    pub fn presence_join(&self, channel: &Arc<Channel>, user: Option<&str>, info: Option<&str>) {
+        let mut state = channel.state();
+        let change = state
+            .presence
+            .get_or_insert_with(Box::default)
+            .join(user, info);
+        if let (Change::Joined, Some(user), true) = (change, user, self.presence_events) {
+            let name = &channel.name;
+            self.push_locked(channel, &mut state, |seq| {
+                presence::event(name, seq, "join", user, info)
+            });
+        }
+    }
+
+    /// The connection left; its user's leave is decided by the sweep after the grace.
+    pub fn presence_leave(&self, channel: &Arc<Channel>, user: Option<&str>) {
+        let now = self.now_s();
+        let mut state = channel.state();
+        let Some(presence) = state.presence.as_mut() else {
+            return;
+        };
+        presence.leave(user, now);
+        if presence.is_empty() {
+            state.presence = None;
+        }
+        self.watch(channel, &mut state);
+    }
+
+    /// `GET /api/presence`: who is connected to `name`, or why it cannot say.
+    pub fn presence_json(&self, name: &str) -> Result<String, String> {
+        if !self
+            .presence_prefixes
+            .iter()
+            .any(|p| name.starts_with(&**p))
+        {
+            return Err(format!(
+                "channel {name} keeps no presence (see --presence-channels)"
+            ));
+        }
+        let Some(channel) = self.find(name) else {
+            return Ok(presence::empty_json(name));
+        };
+        let state = channel.state();
+        Ok(match &state.presence {
+            Some(p) => p.json(name),
+            None => presence::empty_json(name),
+        })
+    }
+
+    /// Announces (with `--presence-events`) the users whose grace has passed.
+    fn expire_presence(&self, channel: &Arc<Channel>, state: &mut ChannelState, now: u32) {
+        let Some(presence) = state.presence.as_mut() else {
+            return;
+        };
+        let gone = presence.expire(now);
+        if presence.is_empty() {
+            state.presence = None;
+        }
+        if self.presence_events && state.workers != 0 {
+            for user in gone {
+                self.push_locked(channel, state, |seq| {
+                    presence::event(&channel.name, seq, "leave", &user, None)
+                });
+            }
         }
     }
 
@@ -238,7 +347,8 @@ impl Hub {
     /// Lists the channel for the sweep if it has history to expire or nothing at
     /// all (then it is removed once idle long enough).
     fn watch(&self, channel: &Arc<Channel>, state: &mut ChannelState) {
-        if state.watched || (state.workers != 0 && state.history.is_empty()) {
+        let nothing_to_do = state.history.is_empty() && !state.presence_leaving();
+        if state.watched || (state.workers != 0 && nothing_to_do) {
             return;
         }
         state.watched = true;
@@ -276,10 +386,12 @@ impl Hub {
         for channel in listed {
             let mut state = channel.state();
             state.history.expire(now, self.limits.ttl_s);
-            let idle = state.workers == 0 && state.history.is_empty();
+            self.expire_presence(&channel, &mut state, now);
+            let quiet = state.history.is_empty() && !state.presence_leaving();
+            let idle = state.workers == 0 && quiet;
             if !idle {
                 state.idle_since = None;
-                if state.history.is_empty() {
+                if quiet {
                     state.watched = false; // held, nothing to expire
                     continue;
                 }

@@ -4,5 +4,6 @@
 pub mod epoch;
 pub mod history;
 pub mod hub;
+pub mod presence;
 pub mod publication;
 pub mod topics;

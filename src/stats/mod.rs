@@ -82,6 +82,14 @@ counters! {
     per_ip_rejected,
     /// WebSockets closed (1008) past --max-commands-per-second.
     commands_rate_closes,
+    /// Tokens refused (forged, expired, malformed), and auth timeouts.
+    auth_failures,
+    /// Joins refused for a channel the token does not grant (or no token).
+    forbidden,
+    /// Connections closed (or polls answered 401) because their token expired.
+    token_expired_closes,
+    /// Successful {"op":"refresh"}.
+    refreshes,
 }
 
 /// Everything the console and the API read.

@@ -49,6 +49,10 @@ pub fn stats_json(shared: &Shared) -> String {
         "per_ip_rejected_total": totals.per_ip_rejected,
         "commands_rate_closes_total": totals.commands_rate_closes,
         "addresses_counted": shared.per_address.addresses(),
+        "auth_failures_total": totals.auth_failures,
+        "forbidden_total": totals.forbidden,
+        "token_expired_closes_total": totals.token_expired_closes,
+        "refreshes_total": totals.refreshes,
         "workers": workers,
     })
     .to_string()

@@ -1,4 +1,4 @@
-//! Client commands (subscribe, unsubscribe, publish, noop) and joining a channel,
+//! Client commands (subscribe, unsubscribe, publish, noop, auth, refresh) and joining a channel,
 //! which every transport shares: a subscription starts live from a known seq, after
 //! the catch-up a resume asked for.
 
@@ -25,12 +25,21 @@ pub(super) struct Joined {
 
 impl Worker {
     pub(super) fn on_command(&mut self, key: usize, payload: &[u8]) {
-        match command::parse(payload) {
+        let parsed = command::parse(payload);
+        if self.lacks_required_token(key)
+            && !matches!(parsed, Ok(Command::Auth(_) | Command::Noop) | Err(_))
+        {
+            return self.refuse(key, "token required");
+        }
+        match parsed {
             Ok(Command::Subscribe {
                 channel,
                 since,
                 epoch,
             }) => {
+                if let Err(refused) = self.may_join(key, &channel) {
+                    return self.refuse(key, &refused.reason);
+                }
                 let position = Position {
                     since,
                     epoch: epoch.as_deref(),
@@ -45,6 +54,9 @@ impl Worker {
                 self.reply(key, command::unsubscribed(&channel));
             }
             Ok(Command::Publish { channel, data }) => {
+                if let Err(refused) = self.may_join(key, &channel) {
+                    return self.refuse(key, &refused.reason);
+                }
                 if self.settings.client_publish {
                     match self.hub.publish(&channel, data) {
                         Ok((_, seq)) => self.reply(key, command::published(&channel, seq)),
@@ -55,6 +67,8 @@ impl Worker {
                 }
             }
             Ok(Command::Noop) => {}
+            Ok(Command::Auth(token)) => self.on_auth(key, &token),
+            Ok(Command::Refresh(token)) => self.on_refresh(key, &token),
             Err(reason) => self.refuse(key, &reason),
         }
     }
@@ -87,14 +101,14 @@ impl Worker {
         }
     }
 
-    fn reply(&mut self, key: usize, message: String) {
+    pub(super) fn reply(&mut self, key: usize, message: String) {
         self.send(
             key,
             Bytes::from(ws::frame(ws::Kind::Text, message.as_bytes())),
         );
     }
 
-    fn refuse(&mut self, key: usize, reason: &str) {
+    pub(super) fn refuse(&mut self, key: usize, reason: &str) {
         self.counters.command_errors += 1;
         self.reply(key, command::error(reason));
     }
@@ -142,7 +156,7 @@ impl Worker {
         })
     }
 
-    fn add_subscriber(&mut self, key: usize, channel: &Channel) -> Result<(), &'static str> {
+    fn add_subscriber(&mut self, key: usize, channel: &Arc<Channel>) -> Result<(), &'static str> {
         if self.conns[key].subscriptions.len() >= self.settings.max_subscriptions {
             return Err("too many subscriptions");
         }
@@ -151,6 +165,9 @@ impl Worker {
             channel: channel.id,
             position,
         });
+        if channel.keeps_presence {
+            self.presence_joined(key, channel);
+        }
         Ok(())
     }
 
@@ -167,7 +184,7 @@ impl Worker {
             .map(|s| s.channel);
         if let Some(channel) = found {
             if let Some(removed) = self.conns[key].subscriptions.remove(channel) {
-                self.drop_subscriber(removed);
+                self.drop_subscriber(key, removed);
             }
         }
     }
@@ -182,13 +199,21 @@ impl Worker {
             return;
         }
         for &subscription in all.as_slice() {
-            self.drop_subscriber(subscription);
+            self.drop_subscriber(key, subscription);
         }
     }
 
     /// Takes one subscriber out of its channel's list and fixes the back-pointer of
     /// the connection that moved into its place.
-    fn drop_subscriber(&mut self, subscription: Subscription) {
+    fn drop_subscriber(&mut self, key: usize, subscription: Subscription) {
+        let presence = self
+            .topics
+            .get(subscription.channel)
+            .filter(|local| local.channel.keeps_presence)
+            .map(|local| Arc::clone(&local.channel));
+        if let Some(channel) = presence {
+            self.presence_left(key, &channel);
+        }
         let removed = self
             .topics
             .remove(subscription.channel, subscription.position);

@@ -47,7 +47,7 @@ impl Worker {
         }
         entry.insert(conn);
         if peer.is_some() {
-            self.side_mut(key).peer = peer;
+            self.side_mut(key).limits_mut().peer = peer;
         }
     }
 
@@ -85,6 +85,7 @@ impl Worker {
                 endpoint,
                 accept_key,
                 subscribe,
+                token,
             } => {
                 self.send(key, Bytes::from(http::switching_protocols(&accept_key)));
                 let conn = &mut self.conns[key];
@@ -97,7 +98,15 @@ impl Worker {
                 conn.last_seen = self.now;
                 conn.flags.set(Flags::ONLINE);
                 self.counters.online += 1;
+                if endpoint == Endpoint::PubSub {
+                    if let Err(reason) = self.open_session(key, token.as_deref()) {
+                        return self.close_with(key, 3000, reason);
+                    }
+                }
                 for want in &subscribe {
+                    if let Err(refused) = self.may_join(key, &want.name) {
+                        return self.close_with(key, refused.close_code(), refused.close_reason());
+                    }
                     let position = Position {
                         since: want.since,
                         epoch: want.epoch.as_deref(),
@@ -114,11 +123,12 @@ impl Worker {
                     }
                 }
             }
-            ClientRequest::Sse { channels } => self.start_sse(key, &channels),
+            ClientRequest::Sse { channels, token } => self.start_sse(key, &channels, token),
             ClientRequest::Poll {
                 channels,
                 keep_alive,
-            } => self.start_poll(key, &channels, keep_alive),
+                token,
+            } => self.start_poll(key, &channels, keep_alive, token),
             ClientRequest::Asset { asset, keep_alive } => {
                 let cors = http::cors_header(self.settings.allow_origin);
                 let extra = format!("Cache-Control: no-cache\r\n{cors}");
@@ -165,7 +175,7 @@ impl Worker {
         }
     }
 
-    fn end_with_http(&mut self, key: usize, response: impl Into<Bytes>) {
+    pub(super) fn end_with_http(&mut self, key: usize, response: impl Into<Bytes>) {
         self.send_final(key, response.into());
         if let Some(conn) = self.conns.get_mut(key) {
             conn.phase = Phase::Draining;
@@ -233,6 +243,10 @@ impl Worker {
         let s = self.settings;
         let now = self.now;
         let mut due: Vec<(usize, Due)> = Vec::new();
+        let now_unix = self
+            .settings
+            .tokens
+            .map_or(0, |_| super::tokens::now_unix());
         for (key, conn) in self.conns.iter() {
             // A command rate that filled up again is given back.
             if let Some(side) = conn
@@ -240,13 +254,15 @@ impl Worker {
                 .checked_sub(1)
                 .map(|i| &mut self.sides[i as usize])
             {
-                if side
-                    .rate
-                    .is_some_and(|r| r.is_idle(now, s.max_commands_per_second))
-                {
-                    side.rate = None;
+                let rate = side.limits.as_ref().and_then(|l| l.rate);
+                if rate.is_some_and(|r| r.is_idle(now, s.max_commands_per_second)) {
+                    side.clear_rate();
                     due.push((key, Due::TrimSide));
                 }
+            }
+            if let Some(token) = self.token_due(conn, now_unix) {
+                due.push((key, Due::Token(token)));
+                continue;
             }
             let quiet = now.saturating_sub(conn.last_seen);
             let websocket = matches!(conn.transport, Transport::WebSocket | Transport::Echo);
@@ -307,6 +323,7 @@ impl Worker {
                 }
                 Due::PollTimeout => self.poll_timed_out(key),
                 Due::TrimSide => self.trim_side(key),
+                Due::Token(token) => self.on_token_due(key, token),
             }
         }
         self.topics.shrink();
@@ -350,7 +367,7 @@ impl Worker {
         while let Some(key) = self.doomed.pop() {
             self.unsubscribe_all(key);
             let conn = self.conns.remove(key);
-            let peer = self.take_side(conn.side).and_then(|side| side.peer);
+            let peer = self.take_side(conn.side).and_then(|side| side.peer());
             if conn.flags.has(Flags::ONLINE) {
                 if conn.transport == Transport::Sse {
                     self.counters.sse_online -= 1;
@@ -375,4 +392,5 @@ enum Due {
     Heartbeat,
     PollTimeout,
     TrimSide,
+    Token(super::tokens::TokenDue),
 }

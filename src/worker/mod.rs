@@ -11,6 +11,7 @@ mod rate;
 mod side;
 mod streams;
 pub mod subscriptions;
+mod tokens;
 
 use std::io;
 use std::sync::Arc;

@@ -58,7 +58,8 @@ impl Worker {
         }
         let now = self.now;
         let side = self.side_mut(key);
-        side.rate
+        side.limits_mut()
+            .rate
             .get_or_insert_with(|| CommandRate::full(now, per_second))
             .take(now, per_second)
     }

@@ -11,6 +11,22 @@ use crate::proto::{command, poll, sse};
 use crate::pubsub::hub::Position;
 
 impl Worker {
+    /// Checks an SSE or poll request's token and channels; a refusal is answered
+    /// 401 (no or bad token) or 403 (a channel the token does not grant).
+    fn admit_request(&mut self, key: usize, wanted: &[Wanted], token: Option<&str>) -> bool {
+        if let Err(reason) = self.adopt_token(key, token) {
+            self.refuse_http(key, 401, reason);
+            return false;
+        }
+        for want in wanted {
+            if let Err(refused) = self.may_join(key, &want.name) {
+                self.refuse_http(key, refused.status(), &refused.reason);
+                return false;
+            }
+        }
+        true
+    }
+
     /// Joins every channel in `wanted`, in order; on a refusal, leaves them all.
     fn join_all(&mut self, key: usize, wanted: &[Wanted]) -> Result<Vec<Joined>, &'static str> {
         let mut joined = Vec::with_capacity(wanted.len());
@@ -32,7 +48,10 @@ impl Worker {
 
     /// `GET /sse`: the head, a `subscribed` event per channel, the catch-up, then
     /// live events from fan-out.
-    pub(super) fn start_sse(&mut self, key: usize, wanted: &[Wanted]) {
+    pub(super) fn start_sse(&mut self, key: usize, wanted: &[Wanted], token: Option<String>) {
+        if !self.admit_request(key, wanted, token.as_deref()) {
+            return;
+        }
         let joined = match self.join_all(key, wanted) {
             Ok(joined) => joined,
             Err(reason) => return self.refuse_http(key, 400, reason),
@@ -84,7 +103,16 @@ impl Worker {
 
     /// `GET /poll`: answers at once when there is something to say (messages after
     /// `since`, or a resume that could not be exact), else holds.
-    pub(super) fn start_poll(&mut self, key: usize, wanted: &[Wanted], keep_alive: bool) {
+    pub(super) fn start_poll(
+        &mut self,
+        key: usize,
+        wanted: &[Wanted],
+        keep_alive: bool,
+        token: Option<String>,
+    ) {
+        if !self.admit_request(key, wanted, token.as_deref()) {
+            return;
+        }
         let joined = match self.join_all(key, wanted) {
             Ok(joined) => joined,
             Err(reason) => return self.refuse_http(key, 400, reason),
