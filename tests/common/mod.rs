@@ -126,6 +126,20 @@ impl Server {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("stats not JSON ({e}): {body}"))
     }
 
+    /// The stats once `settled` holds of them, or the last ones after 5 s: a worker
+    /// copies its counters out at the end of its turn, after the bytes it wrote.
+    #[allow(dead_code)]
+    pub fn stats_when(&self, settled: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let stats = self.stats();
+            if settled(&stats) || std::time::Instant::now() > deadline {
+                return stats;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Polls for the process to exit, at most `limit`.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + limit;
