@@ -7,6 +7,7 @@ mod fanout;
 pub mod inbox;
 mod input;
 mod lifecycle;
+mod paged;
 mod rate;
 mod side;
 mod streams;
@@ -49,7 +50,7 @@ pub struct Worker {
     settings: Config,
     conns: Slab<Connection>,
     /// What only some connections need; see `side.rs`.
-    sides: Slab<side::Side>,
+    sides: paged::PagedSlab<side::Side>,
     topics: Topics,
     scratch: Vec<u8>,
     mail: Vec<Mail>,
@@ -86,7 +87,7 @@ impl Worker {
             shared,
             settings,
             conns: Slab::new(),
-            sides: Slab::new(),
+            sides: paged::PagedSlab::default(),
             topics: Topics::default(),
             scratch: vec![0; SCRATCH_BYTES],
             mail: Vec::new(),
