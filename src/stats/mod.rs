@@ -87,6 +87,8 @@ pub struct Shared {
     pub open_connections: AtomicUsize,
     /// Connections the accept thread had to drop because the process ran out of fds.
     pub emfile_drops: AtomicU64,
+    /// API requests refused with 401 for a missing or wrong --api-key-file key.
+    pub api_unauthorized: AtomicU64,
 }
 
 impl Shared {
@@ -97,6 +99,7 @@ impl Shared {
             workers: (0..workers).map(|_| Arc::default()).collect(),
             open_connections: AtomicUsize::new(0),
             emfile_drops: AtomicU64::new(0),
+            api_unauthorized: AtomicU64::new(0),
         }
     }
 
