@@ -54,7 +54,10 @@ pub fn api_request(data: &[u8]) {
                 keep_alive,
                 ..
             } => {
-                assert!(consumed > 0 && consumed <= rest.len(), "consumed {consumed}");
+                assert!(
+                    consumed > 0 && consumed <= rest.len(),
+                    "consumed {consumed}"
+                );
                 if !keep_alive.keeps() {
                     return;
                 }
@@ -89,11 +92,17 @@ pub fn ws_frames(data: &[u8]) {
                             assert!(std::str::from_utf8(payload).is_ok(), "bad UTF-8 passed");
                         }
                     }
-                    assert!(consumed >= 2 && consumed <= buf.len(), "consumed {consumed}");
+                    assert!(
+                        consumed >= 2 && consumed <= buf.len(),
+                        "consumed {consumed}"
+                    );
                     buf.drain(..consumed);
                 }
                 Err(violation) => {
-                    assert!(matches!(violation.code, 1002 | 1007 | 1009), "{violation:?}");
+                    assert!(
+                        matches!(violation.code, 1002 | 1007 | 1009),
+                        "{violation:?}"
+                    );
                     assert!(!violation.reason.is_empty());
                     return;
                 }

@@ -105,7 +105,9 @@ pub fn parse(buf: &[u8], rules: ApiRules<'_>) -> ApiParsed {
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
-        Ok(httparse::Status::Complete(_)) => return fatal(buf.len(), 431, "request head too large"),
+        Ok(httparse::Status::Complete(_)) => {
+            return fatal(buf.len(), 431, "request head too large")
+        }
         Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {
             return ApiParsed::Partial {
                 expects_continue: false,
