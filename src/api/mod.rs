@@ -61,7 +61,8 @@ struct ApiConnection {
     phase: Phase,
     /// The client shut down its side: answer what is complete, then close.
     peer_closed: bool,
-    /// When the request in `input` began (the request timeout runs from here).
+    /// When the request in `input` began (the request timeout runs from here), or
+    /// when draining began.
     request_began: Instant,
     /// The last byte read or written.
     last_active: Instant,
@@ -190,7 +191,7 @@ impl Api {
         let conn = &mut self.conns[key];
         let mut chunk = [0u8; READ_CHUNK];
         for _ in 0..READS_PER_TURN {
-            answer_complete(conn, rules, &self.shared, &self.inboxes);
+            answer_complete(conn, rules, &self.shared, &self.inboxes, now);
             if !flush(conn, now) {
                 return false;
             }
@@ -198,8 +199,7 @@ impl Api {
                 return true; // the socket is full: its writable edge brings us back
             }
             if conn.phase == Phase::Closing && conn.output.is_empty() {
-                let _ = conn.stream.shutdown(Shutdown::Write);
-                conn.phase = Phase::Draining;
+                start_draining(conn, now);
             }
             if conn.peer_closed {
                 let more = conn.phase == Phase::Open && conn.input.len() >= conn.wants;
@@ -237,8 +237,9 @@ impl Api {
         for (key, conn) in self.conns.iter_mut() {
             let quiet = now.saturating_duration_since(conn.last_active);
             let pending = now.saturating_duration_since(conn.request_began);
-            let stuck = !conn.output.is_empty() || conn.phase == Phase::Draining;
-            if stuck && quiet > timeouts.request {
+            let unread = !conn.output.is_empty() && quiet > timeouts.request;
+            let drained = conn.phase == Phase::Draining && pending > timeouts.request;
+            if unread || drained {
                 expired.push(key);
             } else if conn.phase == Phase::Open
                 && !conn.input.is_empty()
@@ -256,8 +257,7 @@ impl Api {
                 if !flush(conn, now) {
                     expired.push(key);
                 } else if conn.output.is_empty() {
-                    let _ = conn.stream.shutdown(Shutdown::Write);
-                    conn.phase = Phase::Draining;
+                    start_draining(conn, now);
                 }
             } else if conn.input.is_empty()
                 && conn.output.is_empty()
@@ -272,18 +272,30 @@ impl Api {
     }
 }
 
-/// Parses and answers every complete request in the input while answers fit.
+/// Shuts down writing once the closing answer is out; what the client still sends
+/// is read and dropped, for at most the request timeout from now.
+fn start_draining(conn: &mut ApiConnection, now: Instant) {
+    let _ = conn.stream.shutdown(Shutdown::Write);
+    conn.phase = Phase::Draining;
+    conn.request_began = now;
+}
+
+/// Parses and answers every complete request in the input while answers fit. The
+/// answered bytes are removed once at the end, so a long pipelined input is not
+/// moved once per request.
 fn answer_complete(
     conn: &mut ApiConnection,
     rules: ApiRules<'_>,
     shared: &Shared,
     inboxes: &[Arc<Inbox>],
+    now: Instant,
 ) {
+    let mut pos = 0;
     while conn.phase == Phase::Open
-        && conn.input.len() >= conn.wants
+        && conn.input.len() - pos >= conn.wants
         && conn.output.len() < OUTPUT_HIGH
     {
-        match request::parse(&conn.input, rules) {
+        match request::parse(&conn.input[pos..], rules) {
             ApiParsed::Partial {
                 expects_continue,
                 wants,
@@ -299,7 +311,8 @@ fn answer_complete(
                 request,
                 keep_alive,
             } => {
-                conn.input.drain(..consumed.min(conn.input.len()));
+                pos += consumed.max(1).min(conn.input.len() - pos);
+                conn.request_began = now; // the next request, maybe partly here, begins
                 conn.wants = 1;
                 conn.continue_sent = false;
                 let (status, body) = answer(shared, inboxes, request);
@@ -307,11 +320,12 @@ fn answer_complete(
                     .extend_from_slice(&request::response(status, &body, keep_alive));
                 if !keep_alive.keeps() {
                     conn.phase = Phase::Closing;
-                    conn.input.clear();
+                    pos = conn.input.len();
                 }
             }
         }
     }
+    conn.input.drain(..pos);
 }
 
 fn refusal_body(reason: &str) -> String {
