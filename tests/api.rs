@@ -20,8 +20,11 @@ fn at_eof(stream: &mut std::net::TcpStream, buf: &[u8]) -> bool {
         return false;
     }
     let mut byte = [0u8; 1];
-    matches!(stream.read(&mut byte), Ok(0))
-        || matches!(stream.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    }
 }
 
 fn publish_10(channel: &str, extra: &str) -> Vec<u8> {
@@ -263,4 +266,19 @@ fn the_server_refuses_a_public_api_without_a_key() {
     std::fs::remove_file(&empty).unwrap();
     assert!(!status.success(), "it started with an empty key");
     assert!(message.contains("empty"), "{message}");
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let server = Server::start(&["--api-idle-timeout", "1"]);
+    let mut stream = tcp(server.api_addr);
+    let mut buf = Vec::new();
+    stream
+        .write_all(b"GET /api/stats HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let (status, headers, _) = next_answer(&mut stream, &mut buf);
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "connection"), None, "{headers:?}");
+    // Nothing more is sent: the server closes (the read timeout is only a hang guard).
+    assert!(at_eof(&mut stream, &buf), "the idle connection stayed open");
 }
