@@ -74,10 +74,12 @@ fn http10_without_keep_alive_gets_close_and_the_connection_ends() {
 
 #[test]
 fn a_pipelined_burst_gets_every_answer_without_more_bytes() {
-    const N: usize = 2000;
+    // About 2 MiB of requests and 550 KiB of answers: more than one turn's reads and
+    // more answers than the server queues for a client that is not reading yet.
+    const N: usize = 5000;
     let server = Server::start(&[]);
     let mut stream = tcp(server.api_addr);
-    let payload = "x".repeat(120);
+    let payload = "x".repeat(300);
     let mut burst = Vec::new();
     for i in 0..N {
         let body = format!(r#"{{"i":{i},"pad":"{payload}"}}"#);
@@ -94,6 +96,8 @@ fn a_pipelined_burst_gets_every_answer_without_more_bytes() {
     // its answers, so a single-threaded client could deadlock on a full socket.
     let mut writer = stream.try_clone().unwrap();
     let sender = thread::spawn(move || writer.write_all(&burst).map(|_| ()));
+    // Not reading at first lets the answers pile up to the server's output bound.
+    thread::sleep(std::time::Duration::from_millis(300));
     let mut buf = Vec::new();
     for i in 0..N {
         let (status, _, body) = next_answer(&mut stream, &mut buf);
@@ -281,4 +285,36 @@ fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     assert_eq!(header(&headers, "connection"), None, "{headers:?}");
     // Nothing more is sent: the server closes (the read timeout is only a hang guard).
     assert!(at_eof(&mut stream, &buf), "the idle connection stayed open");
+}
+
+#[test]
+fn a_client_that_reads_late_gets_every_large_answer() {
+    const N: usize = 400;
+    let server = Server::start(&[]);
+    let mut publisher = server.publisher();
+    let data = format!("\"{}\"", "h".repeat(1000));
+    for _ in 0..50 {
+        publisher.publish_ok("late", &data);
+    }
+    let one = b"GET /api/history?channel=late HTTP/1.1\r\nHost: t\r\n\r\n";
+    let burst: Vec<u8> = one.repeat(N);
+    let mut stream = tcp(server.api_addr);
+    let mut writer = stream.try_clone().unwrap();
+    let sender = thread::spawn(move || writer.write_all(&burst).map(|_| ()));
+    // About 20 MB of answers, more than the sockets hold: the server must stop
+    // reading until this client reads, then carry on from where it stopped.
+    thread::sleep(std::time::Duration::from_millis(300));
+    let mut buf = Vec::new();
+    for i in 0..N {
+        let (status, _, body) = next_answer(&mut stream, &mut buf);
+        assert_eq!(status, 200, "answer {i}");
+        let history: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            history["messages"].as_array().map(Vec::len),
+            Some(50),
+            "answer {i}"
+        );
+    }
+    sender.join().unwrap().expect("the burst was written");
+    assert!(buf.is_empty(), "bytes after the last answer");
 }

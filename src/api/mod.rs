@@ -61,8 +61,8 @@ struct ApiConnection {
     phase: Phase,
     /// The client shut down its side: answer what is complete, then close.
     peer_closed: bool,
-    /// When the request in `input` began (the request timeout runs from here), or
-    /// when draining began.
+    /// When the server began waiting for the request in `input` (its first byte, or
+    /// the end of the answers before it), or when draining began.
     request_began: Instant,
     /// The last byte read or written.
     last_active: Instant,
@@ -201,13 +201,12 @@ impl Api {
             if conn.phase == Phase::Closing && conn.output.is_empty() {
                 start_draining(conn, now);
             }
+            if conn.phase == Phase::Open && conn.input.len() >= conn.wants {
+                continue; // answers stopped at the bound, which the flush has freed
+            }
             if conn.peer_closed {
-                let more = conn.phase == Phase::Open && conn.input.len() >= conn.wants;
-                if !more {
-                    // Nothing more will come: close once the answers are out.
-                    return !conn.output.is_empty();
-                }
-                continue;
+                // Nothing more will come: close once the answers are out.
+                return !conn.output.is_empty();
             }
             match conn.stream.read(&mut chunk) {
                 Ok(0) => conn.peer_closed = true,
@@ -243,6 +242,7 @@ impl Api {
                 expired.push(key);
             } else if conn.phase == Phase::Open
                 && !conn.input.is_empty()
+                && conn.output.is_empty()
                 && pending > timeouts.request
             {
                 let status = 408;
@@ -371,6 +371,10 @@ fn flush(conn: &mut ApiConnection, now: Instant) -> bool {
             Ok(n) => {
                 conn.output.drain(..n);
                 conn.last_active = now;
+                if conn.output.is_empty() {
+                    // The server waits on the client again from now on.
+                    conn.request_began = now;
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
