@@ -139,10 +139,9 @@ pub fn parse(buf: &[u8], rules: ApiRules<'_>) -> ApiParsed {
             "chunked bodies are not supported; send Content-Length",
         );
     }
-    let body_len = match header("content-length").map(|v| v.trim().parse::<usize>()) {
-        None => 0,
-        Some(Ok(n)) => n,
-        Some(Err(_)) => return fatal(buf.len(), 400, "invalid Content-Length"),
+    let body_len = match content_length(req.headers) {
+        Ok(n) => n,
+        Err(()) => return fatal(buf.len(), 400, "invalid Content-Length"),
     };
     if body_len > max_body {
         return fatal(buf.len(), 413, "body larger than --max-message-size");
@@ -183,6 +182,27 @@ pub fn parse(buf: &[u8], rules: ApiRules<'_>) -> ApiParsed {
         request,
         keep_alive,
     }
+}
+
+/// The body length: 0 without the header; digits only (no sign, as RFC 9110 says);
+/// several headers must agree, or one hop could read another request than the next.
+fn content_length(headers: &[httparse::Header<'_>]) -> Result<usize, ()> {
+    let mut found = None;
+    for h in headers {
+        if !h.name.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        let text = std::str::from_utf8(h.value).map_err(|_| ())?.trim();
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(());
+        }
+        let n = text.parse::<usize>().map_err(|_| ())?;
+        if found.is_some_and(|m| m != n) {
+            return Err(());
+        }
+        found = Some(n);
+    }
+    Ok(found.unwrap_or(0))
 }
 
 /// The token of `Authorization: Bearer TOKEN` (the scheme is case-insensitive).

@@ -211,7 +211,29 @@ fn refusals_carry_their_status() {
         status(b"POST /api/publish HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
         400
     );
+    for length in ["+5", "-1", "5 5", "0x5", "99999999999999999999999"] {
+        let raw = format!("POST /api/publish HTTP/1.1\r\nContent-Length: {length}\r\n\r\n");
+        assert_eq!(status(raw.as_bytes()), 400, "Content-Length: {length}");
+    }
+    assert_eq!(
+        status(b"POST /api/publish HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"),
+        400,
+        "two lengths that disagree"
+    );
     let mut huge = b"GET /api/stats HTTP/1.1\r\nX: ".to_vec();
     huge.resize(MAX_HEAD, b'a');
     assert_eq!(status(&huge), 431);
+}
+
+#[test]
+fn repeated_content_lengths_that_agree_are_one() {
+    let raw =
+        b"POST /api/publish?channel=c HTTP/1.1\r\nContent-Length: 1\r\ncontent-length: 1\r\n\r\n7";
+    assert!(matches!(
+        parse(raw, RULES),
+        ApiParsed::Done {
+            request: ApiRequest::Publish { .. },
+            ..
+        }
+    ));
 }
