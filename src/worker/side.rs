@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use super::Worker;
 
+
 #[derive(Debug, Default)]
 #[allow(dead_code)]
 pub struct Side {
