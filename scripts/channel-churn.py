@@ -14,8 +14,12 @@ def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
 
+API_KEY = None  # --api-key-file's key, sent as Authorization: Bearer on every API call
+
 def stats(api):
-    with urllib.request.urlopen(f"http://{api}/api/stats", timeout=10) as r:
+    headers = {"Authorization": f"Bearer {API_KEY}"} if API_KEY else {}
+    req = urllib.request.Request(f"http://{api}/api/stats", headers=headers)
+    with urllib.request.urlopen(req, timeout=10) as r:
         return json.load(r)
 
 def frame(text):
@@ -32,10 +36,17 @@ def main():
     ap.add_argument("--ttl", type=int, default=2,
                     help="--history-ttl and --poll-timeout (how long an idle channel lingers)")
     ap.add_argument("--settle", type=float, default=1, help="seconds to wait once channels reach 0")
+    ap.add_argument("--api-key-file", help="pass this API key file to the server and send its key")
     a = ap.parse_args()
+    global API_KEY
+    key_args = []
+    if a.api_key_file:
+        with open(a.api_key_file) as f:
+            API_KEY = f.read().strip()
+        key_args = ["--api-key-file", a.api_key_file]
     server = subprocess.Popen([a.bin, "serve", "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0",
                                "--stats", "false", "--history-ttl", str(a.ttl),
-                               "--poll-timeout", str(a.ttl),
+                               "--poll-timeout", str(a.ttl), *key_args,
                                # one client churning 100,000s of channels: past the command rate on purpose
                                "--max-commands-per-second", "0"],
                               stdout=subprocess.PIPE, text=True)

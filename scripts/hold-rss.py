@@ -15,21 +15,26 @@ def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
 
+API_KEY = None  # --api-key-file's key, sent as Authorization: Bearer on every API call
+
 def stats(api):
-    with urllib.request.urlopen(f"http://{api}/api/stats", timeout=5) as r:
+    headers = {"Authorization": f"Bearer {API_KEY}"} if API_KEY else {}
+    req = urllib.request.Request(f"http://{api}/api/stats", headers=headers)
+    with urllib.request.urlopen(req, timeout=5) as r:
         return json.load(r)
 
-def one_run(a, port):
+def one_run(a, port, key_args):
     client, api = f"127.0.0.1:{port}", f"127.0.0.1:{port + 1}"
     server = subprocess.Popen([a.server, "serve", "--listen", client, "--api-listen", api,
-                               "--ping-interval", "0", "--idle-timeout", "0", "--stats", "false"],
+                               "--ping-interval", "0", "--idle-timeout", "0", "--stats", "false",
+                               *key_args],
                               stdout=subprocess.DEVNULL)
     bench = None
     try:
         time.sleep(1.5)
         idle = rss_kib(server.pid)
         bench = subprocess.Popen([a.bench, "--url", f"ws://{client}", "--api", f"http://{api}",
-                                  "--json", "--quiet", "--transport", a.transport, "hold",
+                                  "--json", "--quiet", "--transport", a.transport, *key_args, "hold",
                                   "--connections", str(a.connections), "--procs", "2",
                                   "--duration", "5"], stdout=subprocess.PIPE, text=True)
         deadline = time.time() + 60
@@ -58,9 +63,16 @@ def main():
     ap.add_argument("--server", default="target/release/halley")
     ap.add_argument("--bench", default="target/release/halley-bench")
     ap.add_argument("--port", type=int, default=28180)
+    ap.add_argument("--api-key-file", help="pass this API key file to the server and send its key")
     a = ap.parse_args()
+    global API_KEY
+    key_args = []
+    if a.api_key_file:
+        with open(a.api_key_file) as f:
+            API_KEY = f.read().strip()
+        key_args = ["--api-key-file", a.api_key_file]
     for run in range(a.runs):
-        idle, held, failed = one_run(a, a.port)
+        idle, held, failed = one_run(a, a.port, key_args)
         per = (held - idle) * 1024 / a.connections
         print(f"{a.transport} run {run + 1}: idle {idle} KiB, {a.connections} held {held} KiB: "
               f"{per:.1f} B/conn (bench failed: {failed})", flush=True)

@@ -113,6 +113,16 @@ pub struct ServeArgs {
     /// Serve the demo page at /demo and its publish endpoint [default: false]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub demo: Option<bool>,
+    /// File holding the API key: every API request but /health then needs
+    /// `Authorization: Bearer KEY` (401 otherwise). Required when --api-listen is not loopback
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// Seconds an API request may take from its first byte to its last (408) [default: 10]
+    #[arg(long, value_name = "SECS")]
+    pub api_request_timeout: Option<u32>,
+    /// Close an API keep-alive connection idle this long; 0 = never [default: 60]
+    #[arg(long, value_name = "SECS")]
+    pub api_idle_timeout: Option<u32>,
     /// Print one stats line per second [default: true when stdout is a terminal]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub stats: Option<bool>,
@@ -186,6 +196,10 @@ pub struct Config {
     /// Channel name prefixes that keep presence (`""` matches every channel).
     pub presence_channels: &'static [Box<str>],
     pub presence_events: bool,
+    /// The trimmed contents of --api-key-file, leaked like `allow_origin`.
+    pub api_key: Option<&'static str>,
+    pub api_request_timeout_s: u32,
+    pub api_idle_timeout_s: u32,
 }
 
 /// Facts about the machine that the defaults depend on.
@@ -279,6 +293,12 @@ impl Config {
                     .unwrap_or("private:"),
             )),
             presence_events: pick!(presence_events, false),
+            api_key: match cli.api_key_file.as_ref().or(file.api_key_file.as_ref()) {
+                Some(path) => Some(&*Box::leak(read_api_key(path)?.into_boxed_str())),
+                None => None,
+            },
+            api_request_timeout_s: pick!(api_request_timeout, 10),
+            api_idle_timeout_s: pick!(api_idle_timeout, 60),
         };
         config.validate()?;
         Ok(config)
@@ -318,8 +338,39 @@ impl Config {
         if self.handshake_timeout_s == 0 {
             return Err("--handshake-timeout must be at least 1 second".into());
         }
+        if self.api_request_timeout_s == 0 {
+            return Err("--api-request-timeout must be at least 1 second".into());
+        }
+        if self.api_key.is_none() && !self.api_listen.ip().is_loopback() {
+            return Err(format!(
+                "--api-listen {} is not a loopback address: anyone who reaches it could publish \
+                 and drop connections; set --api-key-file FILE, or listen on 127.0.0.1",
+                self.api_listen
+            ));
+        }
         Ok(())
     }
+}
+
+/// The key from `--api-key-file`, trimmed; it must be visible ASCII, as it travels
+/// in a header.
+fn read_api_key(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--api-key-file {}: {e}", path.display()))?;
+    let key = text.trim();
+    if key.is_empty() {
+        return Err(format!(
+            "--api-key-file {}: the file is empty",
+            path.display()
+        ));
+    }
+    if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "--api-key-file {}: the key must be printable ASCII without spaces",
+            path.display()
+        ));
+    }
+    Ok(key.to_owned())
 }
 
 #[cfg(test)]
@@ -414,5 +465,25 @@ mod tests {
         let two =
             Config::resolve(args(&["--presence-channels", "room:, private:"]), MACHINE).unwrap();
         assert!(two.keeps_presence("room:1") && two.keeps_presence("private:1"));
+    }
+
+    #[test]
+    fn the_api_key_is_read_trimmed_and_required_off_loopback() {
+        let path = std::env::temp_dir().join(format!("halley-key-{}", std::process::id()));
+        let open = Config::resolve(args(&["--api-listen", "0.0.0.0:9"]), MACHINE);
+        assert!(open.unwrap_err().contains("not a loopback address"));
+        std::fs::write(&path, "  k3y-Value\n").unwrap();
+        let file = path.to_str().unwrap();
+        let keyed = Config::resolve(
+            args(&["--api-listen", "0.0.0.0:9", "--api-key-file", file]),
+            MACHINE,
+        );
+        assert_eq!(keyed.unwrap().api_key, Some("k3y-Value"));
+        std::fs::write(&path, " \n").unwrap();
+        let empty = Config::resolve(args(&["--api-key-file", file]), MACHINE);
+        std::fs::remove_file(&path).unwrap();
+        assert!(empty.unwrap_err().contains("empty"));
+        let missing = Config::resolve(args(&["--api-key-file", file]), MACHINE);
+        assert!(missing.unwrap_err().contains("--api-key-file"));
     }
 }

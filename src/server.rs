@@ -5,13 +5,14 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use mio::{Poll, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::accept::{self, Acceptor};
-use crate::api::Api;
+use crate::api::{Api, ApiTimeouts};
 use crate::config::{Config, FD_MARGIN};
 use crate::limits;
 use crate::pubsub::hub::Hub;
@@ -109,6 +110,12 @@ pub fn start(config: &Config) -> Result<Running, String> {
         Arc::clone(&shared),
         inboxes.clone(),
         config.max_message_size,
+        config.api_key,
+        ApiTimeouts {
+            request: Duration::from_secs(config.api_request_timeout_s.into()),
+            idle: (config.api_idle_timeout_s > 0)
+                .then(|| Duration::from_secs(config.api_idle_timeout_s.into())),
+        },
     )
     .map_err(|e| e.to_string())?;
     spawn("halley-api", move || api.run())?;

@@ -25,6 +25,10 @@
 #   --server HOST:PORT   use a running server (no namespaces, no halley started)
 #   --api HOST:PORT      its API listener (default HOST:8081); must be reachable from
 #                        here for the publishers and the /api/stats sampler
+#   --api-key-file FILE  the API key (halley's --api-key-file): sent as
+#                        `Authorization: Bearer KEY` by the publishers and the sampler.
+#                        In the namespace mode the API listens on 10.200.0.1, not
+#                        loopback, so without this a random key is made for the run
 #   --client-ips "A B"   source addresses on this machine for --server mode (default:
 #                        none, the kernel picks); each adds ~64k ports per server address
 #   --maxusers N         users per tsung VM (default: open-file hard limit - 1000)
@@ -51,7 +55,7 @@ log() { echo "[run] $*"; }
 # ---------------------------------------------------------------- arguments
 SCENARIO=""
 declare -a KNOBS=()
-HALLEY="" HALLEY_ARGS="" NIPS=3 SERVER="" API="" CLIENT_IPS="" MAXUSERS="" TIMEOUT=""
+HALLEY="" HALLEY_ARGS="" NIPS=3 SERVER="" API="" API_KEY_FILE="" CLIENT_IPS="" MAXUSERS="" TIMEOUT=""
 LOGROOT="$KIT_DIR/logs" REPORT=1 ECHO_SERVER=1
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -64,6 +68,7 @@ while [ $# -gt 0 ]; do
         --ips) NIPS=${2:?}; shift 2 ;;
         --server) SERVER=${2:?}; shift 2 ;;
         --api) API=${2:?}; shift 2 ;;
+        --api-key-file) API_KEY_FILE=${2:?}; shift 2 ;;
         --client-ips) CLIENT_IPS=${2?}; shift 2 ;;
         --maxusers) MAXUSERS=${2:?}; shift 2 ;;
         --timeout) TIMEOUT=${2:?}; shift 2 ;;
@@ -187,11 +192,30 @@ ulimit -n "$HARD" || true
 [ -n "$MAXUSERS" ] || MAXUSERS=$(( HARD > 2000 ? HARD - 1000 : HARD / 2 ))
 [ "$MAXUSERS" -lt "$HARD" ] || die "--maxusers must be below the open-file limit ($HARD)"
 
+# ---------------------------------------------------------------- API key
+if [ -n "$API_KEY_FILE" ]; then
+    [ -r "$API_KEY_FILE" ] || die "--api-key-file $API_KEY_FILE: not readable"
+    API_KEY=$(tr -d '[:space:]' < "$API_KEY_FILE")
+    [ -n "$API_KEY" ] || die "--api-key-file $API_KEY_FILE: empty"
+elif [ "$MODE" = netns ]; then
+    API_KEY=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+    API_KEY_FILE=$RUN/api.key
+    (umask 077; echo "$API_KEY" > "$API_KEY_FILE")
+else
+    API_KEY=""
+fi
+[[ "$API_KEY" =~ ^[!-~]*$ ]] || die "the API key must be printable ASCII"
+export HALLEY_API_KEY=$API_KEY   # for the python sampler below
+
 # ---------------------------------------------------------------- hosts
 if command -v curl >/dev/null; then
     HTTP_GET=(curl -s -m 2)
+    [ -z "$API_KEY" ] || HTTP_GET+=(-H "Authorization: Bearer $API_KEY")
 else
-    HTTP_GET=("$PY" -c 'import sys, urllib.request as u; sys.stdout.write(u.urlopen(sys.argv[1], timeout=2).read().decode())')
+    HTTP_GET=("$PY" -c 'import os, sys, urllib.request as u
+k = os.environ.get("HALLEY_API_KEY")
+r = u.Request(sys.argv[1], headers={"Authorization": "Bearer " + k} if k else {})
+sys.stdout.write(u.urlopen(r, timeout=2).read().decode())')
 fi
 if [ "$MODE" = netns ]; then
     SUBNET=10.200.0
@@ -238,6 +262,7 @@ if [ "$MODE" = netns ]; then
     [ -x "$HALLEY" ] || die "no server binary at $HALLEY"
     # shellcheck disable=SC2086  # HALLEY_ARGS is a list of words on purpose
     set -- serve --listen "$SRV_IP:8080" --api-listen "$SRV_IP:8081" \
+        --api-key-file "$API_KEY_FILE" \
         --ping-interval 0 --idle-timeout 0 --stats true $HALLEY_ARGS
     log "server: $HALLEY $*"
     meta server_cmd "$HALLEY $*"
@@ -314,6 +339,16 @@ set_knob server_host "$SERVER_HOST"
 set_knob server_port "$SERVER_PORT"
 set_knob api "$API"
 for kv in "${KNOBS[@]}"; do set_knob "${kv%%=*}" "${kv#*=}"; done
+if [ -n "$API_KEY" ]; then   # every request to the API carries the key
+    KEY="$API_KEY" "$PY" - "$XML" > "$XML.tmp" <<'EOF'
+import os, re, sys
+auth = '<http_header name="Authorization" value="Bearer %s"/>' % os.environ["KEY"]
+text = open(sys.argv[1]).read()
+text = re.sub(r'(<http\s+url="http://&api;[^>]*?)/>', lambda m: m.group(1) + ">" + auth + "</http>", text)
+sys.stdout.write(text)
+EOF
+    mv "$XML.tmp" "$XML"
+fi
 knob() { sed -n "s/.*<!ENTITY[[:space:]]\+$1[[:space:]]\+[\"']\([^\"']*\)[\"'].*/\1/p" "$XML" | head -1; }
 USERS=$(knob users)
 MAXDUR=$(knob max_duration)

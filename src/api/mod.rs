@@ -1,10 +1,14 @@
-//! The publish API thread: HTTP/1.1 keep-alive connections from backends, on their
-//! own listener. Publishing is a call into the hub; the workers do the writing.
+//! The publish API thread: HTTP/1.1 (and 1.0) keep-alive connections from backends,
+//! on their own listener, pipelined requests answered in order with bounded buffers.
+//! Publishing is a call into the hub; the workers do the writing.
 
 pub mod request;
 
 use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -14,19 +18,55 @@ use crate::proto::poll;
 use crate::pubsub::hub::TOO_MANY_CHANNELS;
 use crate::stats::{report, Shared};
 use crate::worker::inbox::{Inbox, Mail};
-use request::{ApiParsed, ApiRequest};
+use request::{ApiParsed, ApiRequest, ApiRules, Persistence};
 
 const LISTENER: Token = Token(usize::MAX);
-/// Backends are few, so each API connection may own buffers.
-const READ_CHUNK: usize = 64 * 1024;
+/// One read. Backends are few, so each API connection may own buffers.
+const READ_CHUNK: usize = 16 * 1024;
+/// Answers queued for a client that does not read them: past this the connection
+/// is neither read nor parsed until the socket takes them (its writable event).
+const OUTPUT_HIGH: usize = 256 * 1024;
+/// Reads one connection gets per turn before the others are served; it is resumed
+/// after them, as its socket may hold bytes no new edge will announce.
+const READS_PER_TURN: usize = 64;
+const TICK: Duration = Duration::from_secs(1);
+
+/// How long the API waits on its clients.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiTimeouts {
+    /// From a request's first byte to its last (408 past it); also bounds an answer
+    /// the client does not read and the drain after a closing answer.
+    pub request: Duration,
+    /// A keep-alive connection with nothing in flight is closed after this.
+    pub idle: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Open,
+    /// The last answer is queued; shut down writing once it is out.
+    Closing,
+    /// Writing is shut down; what the client still sends is read and dropped, so the
+    /// answer is not lost to a reset (the 413 of an unread body).
+    Draining,
+}
 
 #[derive(Debug)]
 struct ApiConnection {
     stream: TcpStream,
     input: Vec<u8>,
+    /// The parser needs `input` to hold this many bytes before it can say more.
+    wants: usize,
     output: Vec<u8>,
     continue_sent: bool,
-    close_after_flush: bool,
+    phase: Phase,
+    /// The client shut down its side: answer what is complete, then close.
+    peer_closed: bool,
+    /// When the server began waiting for the request in `input` (its first byte, or
+    /// the end of the answers before it), or when draining began.
+    request_began: Instant,
+    /// The last byte read or written.
+    last_active: Instant,
 }
 
 #[derive(Debug)]
@@ -38,6 +78,10 @@ pub struct Api {
     /// For orders to every worker (drop-connections).
     inboxes: Vec<Arc<Inbox>>,
     max_body: usize,
+    api_key: Option<&'static str>,
+    timeouts: ApiTimeouts,
+    /// Connections that used up their reads for a turn with bytes maybe left.
+    resume: Vec<usize>,
 }
 
 impl Api {
@@ -46,6 +90,8 @@ impl Api {
         shared: Arc<Shared>,
         inboxes: Vec<Arc<Inbox>>,
         max_body: usize,
+        api_key: Option<&'static str>,
+        timeouts: ApiTimeouts,
     ) -> io::Result<Api> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::from_std(listener);
@@ -58,29 +104,47 @@ impl Api {
             shared,
             inboxes,
             max_body,
+            api_key,
+            timeouts,
+            resume: Vec::new(),
         })
     }
 
     /// Serves until the process exits.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
+        let mut next_sweep = Instant::now() + TICK;
         loop {
-            crate::reactor::wait(&mut self.poll, &mut events, None)?;
+            let timeout = if self.resume.is_empty() {
+                next_sweep.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            crate::reactor::wait(&mut self.poll, &mut events, Some(timeout))?;
+            let now = Instant::now();
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept_all(),
-                    Token(key) => {
-                        let alive = self.serve(key);
-                        if !alive {
-                            self.conns.remove(key);
-                        }
-                    }
+                    LISTENER => self.accept_all(now),
+                    Token(key) => self.serve_or_drop(key, now),
                 }
+            }
+            for key in std::mem::take(&mut self.resume) {
+                self.serve_or_drop(key, now);
+            }
+            if now >= next_sweep {
+                self.sweep(now);
+                next_sweep = now + TICK;
             }
         }
     }
 
-    fn accept_all(&mut self) {
+    fn serve_or_drop(&mut self, key: usize, now: Instant) {
+        if self.conns.contains(key) && !self.serve(key, now) {
+            self.conns.remove(key);
+        }
+    }
+
+    fn accept_all(&mut self, now: Instant) {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
@@ -96,9 +160,13 @@ impl Api {
                         entry.insert(ApiConnection {
                             stream,
                             input: Vec::new(),
+                            wants: 1,
                             output: Vec::new(),
                             continue_sent: false,
-                            close_after_flush: false,
+                            phase: Phase::Open,
+                            peer_closed: false,
+                            request_began: now,
+                            last_active: now,
                         });
                     }
                 }
@@ -111,58 +179,158 @@ impl Api {
         }
     }
 
-    /// Reads, answers every complete request, writes. Returns false to drop it.
-    fn serve(&mut self, key: usize) -> bool {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return true;
+    /// Answers what is complete, writes, reads, until the socket has nothing more
+    /// to give, the client stops taking answers, or the turn's reads are used up.
+    /// It never stops reading with bytes unread and nothing to resume it: a
+    /// writable edge follows a partial write, and `resume` follows a spent turn.
+    /// Returns false to drop the connection.
+    fn serve(&mut self, key: usize, now: Instant) -> bool {
+        let rules = ApiRules {
+            max_body: self.max_body,
+            api_key: self.api_key.map(str::as_bytes),
         };
-        let mut eof = false;
-        let mut chunk = [0u8; 4096];
-        loop {
+        let conn = &mut self.conns[key];
+        let mut chunk = [0u8; READ_CHUNK];
+        for _ in 0..READS_PER_TURN {
+            answer_complete(conn, rules, &self.shared, &self.inboxes, now);
+            if !flush(conn, now) {
+                return false;
+            }
+            if conn.output.len() >= OUTPUT_HIGH {
+                return true; // the socket is full: its writable edge brings us back
+            }
+            if conn.phase == Phase::Closing && conn.output.is_empty() {
+                start_draining(conn, now);
+            }
+            if conn.phase == Phase::Open && conn.input.len() >= conn.wants {
+                continue; // answers stopped at the bound, which the flush has freed
+            }
+            if conn.peer_closed {
+                // Nothing more will come: close once the answers are out.
+                return !conn.output.is_empty();
+            }
             match conn.stream.read(&mut chunk) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
+                Ok(0) => conn.peer_closed = true,
                 Ok(n) => {
-                    conn.input.extend_from_slice(&chunk[..n]);
-                    if conn.input.len() > READ_CHUNK + self.max_body {
-                        break; // the parser refuses it below
+                    conn.last_active = now;
+                    if conn.phase == Phase::Open {
+                        if conn.input.is_empty() {
+                            conn.request_began = now;
+                        }
+                        conn.input.extend_from_slice(&chunk[..n]);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return false,
             }
         }
-        while !conn.close_after_flush {
-            match request::parse(&conn.input, self.max_body) {
-                ApiParsed::Partial { expects_continue } => {
-                    if expects_continue && !conn.continue_sent {
-                        conn.output.extend_from_slice(request::CONTINUE);
-                        conn.continue_sent = true;
-                    }
-                    break;
+        self.resume.push(key);
+        true
+    }
+
+    /// Once a second: 408 for a request that is taking too long, and the end of
+    /// idle keep-alive connections, of unread answers and of drains.
+    fn sweep(&mut self, now: Instant) {
+        let timeouts = self.timeouts;
+        let mut expired = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            let quiet = now.saturating_duration_since(conn.last_active);
+            let pending = now.saturating_duration_since(conn.request_began);
+            let unread = !conn.output.is_empty() && quiet > timeouts.request;
+            let drained = conn.phase == Phase::Draining && pending > timeouts.request;
+            if unread || drained {
+                expired.push(key);
+            } else if conn.phase == Phase::Open
+                && !conn.input.is_empty()
+                && conn.output.is_empty()
+                && pending > timeouts.request
+            {
+                let status = 408;
+                let body = refusal_body("request not complete within the API request timeout");
+                conn.output.extend_from_slice(&request::response(
+                    status,
+                    &body,
+                    Persistence::Close,
+                ));
+                conn.input.clear();
+                conn.phase = Phase::Closing;
+                if !flush(conn, now) {
+                    expired.push(key);
+                } else if conn.output.is_empty() {
+                    start_draining(conn, now);
                 }
-                ApiParsed::Done {
-                    consumed,
-                    request,
-                    keep_alive,
-                } => {
-                    conn.input.drain(..consumed.min(conn.input.len()));
-                    conn.continue_sent = false;
-                    let (status, body) = answer(&self.shared, &self.inboxes, request);
-                    conn.output
-                        .extend_from_slice(&request::response(status, &body, keep_alive));
-                    conn.close_after_flush = !keep_alive;
+            } else if conn.input.is_empty()
+                && conn.output.is_empty()
+                && timeouts.idle.is_some_and(|idle| quiet > idle)
+            {
+                expired.push(key);
+            }
+        }
+        for key in expired {
+            self.conns.remove(key);
+        }
+    }
+}
+
+/// Shuts down writing once the closing answer is out; what the client still sends
+/// is read and dropped, for at most the request timeout from now.
+fn start_draining(conn: &mut ApiConnection, now: Instant) {
+    let _ = conn.stream.shutdown(Shutdown::Write);
+    conn.phase = Phase::Draining;
+    conn.request_began = now;
+}
+
+/// Parses and answers every complete request in the input while answers fit. The
+/// answered bytes are removed once at the end, so a long pipelined input is not
+/// moved once per request.
+fn answer_complete(
+    conn: &mut ApiConnection,
+    rules: ApiRules<'_>,
+    shared: &Shared,
+    inboxes: &[Arc<Inbox>],
+    now: Instant,
+) {
+    let mut pos = 0;
+    while conn.phase == Phase::Open
+        && conn.input.len() - pos >= conn.wants
+        && conn.output.len() < OUTPUT_HIGH
+    {
+        match request::parse(&conn.input[pos..], rules) {
+            ApiParsed::Partial {
+                expects_continue,
+                wants,
+            } => {
+                conn.wants = wants.max(1);
+                if expects_continue && !conn.continue_sent {
+                    conn.output.extend_from_slice(request::CONTINUE);
+                    conn.continue_sent = true;
+                }
+            }
+            ApiParsed::Done {
+                consumed,
+                request,
+                keep_alive,
+            } => {
+                pos += consumed.max(1).min(conn.input.len() - pos);
+                conn.request_began = now; // the next request, maybe partly here, begins
+                conn.wants = 1;
+                conn.continue_sent = false;
+                let (status, body) = answer(shared, inboxes, request);
+                conn.output
+                    .extend_from_slice(&request::response(status, &body, keep_alive));
+                if !keep_alive.keeps() {
+                    conn.phase = Phase::Closing;
+                    pos = conn.input.len();
                 }
             }
         }
-        if !flush(conn) {
-            return false;
-        }
-        !(eof || conn.close_after_flush && conn.output.is_empty())
     }
+    conn.input.drain(..pos);
+}
+
+fn refusal_body(reason: &str) -> String {
+    serde_json::json!({ "error": reason }).to_string()
 }
 
 fn answer(shared: &Shared, inboxes: &[Arc<Inbox>], request: ApiRequest) -> (u16, String) {
@@ -198,17 +366,25 @@ fn answer(shared: &Shared, inboxes: &[Arc<Inbox>], request: ApiRequest) -> (u16,
         ApiRequest::Stats => (200, report::stats_json(shared)),
         ApiRequest::Health => (200, "{\"status\":\"ok\"}".into()),
         ApiRequest::Refuse { status, reason } => {
-            (status, serde_json::json!({ "error": reason }).to_string())
+            if status == 401 {
+                shared.api_unauthorized.fetch_add(1, Ordering::Relaxed);
+            }
+            (status, refusal_body(&reason))
         }
     }
 }
 
 /// Writes what the socket takes; the rest waits for the next writable event.
-fn flush(conn: &mut ApiConnection) -> bool {
+fn flush(conn: &mut ApiConnection, now: Instant) -> bool {
     while !conn.output.is_empty() {
         match conn.stream.write(&conn.output) {
             Ok(n) => {
                 conn.output.drain(..n);
+                conn.last_active = now;
+                if conn.output.is_empty() {
+                    // The server waits on the client again from now on.
+                    conn.request_began = now;
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

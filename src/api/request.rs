@@ -1,10 +1,12 @@
-//! The publish API's HTTP/1.1, sans I/O: request heads with bodies, keep-alive,
-//! `Expect: 100-continue`, and the publish body rules.
+//! The publish API's HTTP/1.1, sans I/O: request heads with bodies, keep-alive
+//! (HTTP/1.0's `Connection: Keep-Alive` too), `Expect: 100-continue`, the API key,
+//! and the publish body rules.
 
 use std::borrow::Cow;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use subtle::ConstantTimeEq;
 
 use crate::proto::command::valid_channel;
 use crate::proto::http::MAX_HEAD;
@@ -41,14 +43,46 @@ pub enum ApiRequest {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum ApiParsed {
-    /// Need more bytes; `expects_continue` when the client waits for `100 Continue`.
-    Partial { expects_continue: bool },
+    /// Need more bytes, at least until the buffer holds `wants` (so a body that
+    /// trickles in is not re-parsed byte by byte); `expects_continue` when the client
+    /// waits for `100 Continue`.
+    Partial {
+        expects_continue: bool,
+        wants: usize,
+    },
     /// One request of `consumed` bytes; `keep_alive` false ends the connection.
     Done {
         consumed: usize,
         request: ApiRequest,
-        keep_alive: bool,
+        keep_alive: Persistence,
     },
+}
+
+/// Whether the connection outlives the answer, and how the answer says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// HTTP/1.1's default: no header needed.
+    KeepAlive,
+    /// HTTP/1.0 that asked for it: the answer must say `Connection: keep-alive`,
+    /// or the client waits for a close that never comes (`ab -k`).
+    KeepAlive10,
+    /// Answer with `Connection: close`, then close.
+    Close,
+}
+
+impl Persistence {
+    pub fn keeps(self) -> bool {
+        self != Persistence::Close
+    }
+}
+
+/// What the parser checks beyond syntax.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiRules<'a> {
+    /// Largest body (413 past it).
+    pub max_body: usize,
+    /// `--api-key-file`'s key: every request but `/health` needs `Authorization: Bearer KEY`.
+    pub api_key: Option<&'a [u8]>,
 }
 
 fn refuse(status: u16, reason: &'static str) -> ApiRequest {
@@ -63,18 +97,25 @@ fn fatal(consumed: usize, status: u16, reason: &'static str) -> ApiParsed {
     ApiParsed::Done {
         consumed,
         request: refuse(status, reason),
-        keep_alive: false,
+        keep_alive: Persistence::Close,
     }
 }
 
-pub fn parse(buf: &[u8], max_body: usize) -> ApiParsed {
+/// Parses one request from the start of `buf`. A partial request never needs more
+/// than `MAX_HEAD + max_body` bytes: past that the answer is a refusal.
+pub fn parse(buf: &[u8], rules: ApiRules<'_>) -> ApiParsed {
+    let max_body = rules.max_body;
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
+        Ok(httparse::Status::Complete(_)) => {
+            return fatal(buf.len(), 431, "request head too large")
+        }
         Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {
             return ApiParsed::Partial {
                 expects_continue: false,
+                wants: buf.len() + 1,
             }
         }
         Ok(httparse::Status::Partial) => return fatal(buf.len(), 431, "request head too large"),
@@ -90,8 +131,10 @@ pub fn parse(buf: &[u8], max_body: usize) -> ApiParsed {
         .map(|v| v.to_ascii_lowercase())
         .unwrap_or_default();
     let keep_alive = match req.version {
-        Some(1) => !connection.contains("close"),
-        _ => connection.contains("keep-alive"),
+        Some(1) if connection.contains("close") => Persistence::Close,
+        Some(1) => Persistence::KeepAlive,
+        _ if connection.contains("keep-alive") => Persistence::KeepAlive10,
+        _ => Persistence::Close,
     };
     if header("transfer-encoding").is_some() {
         return fatal(
@@ -100,10 +143,9 @@ pub fn parse(buf: &[u8], max_body: usize) -> ApiParsed {
             "chunked bodies are not supported; send Content-Length",
         );
     }
-    let body_len = match header("content-length").map(|v| v.trim().parse::<usize>()) {
-        None => 0,
-        Some(Ok(n)) => n,
-        Some(Err(_)) => return fatal(buf.len(), 400, "invalid Content-Length"),
+    let body_len = match content_length(req.headers) {
+        Ok(n) => n,
+        Err(()) => return fatal(buf.len(), 400, "invalid Content-Length"),
     };
     if body_len > max_body {
         return fatal(buf.len(), 413, "body larger than --max-message-size");
@@ -111,18 +153,29 @@ pub fn parse(buf: &[u8], max_body: usize) -> ApiParsed {
     if buf.len() < head_len + body_len {
         let expects_continue =
             header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
-        return ApiParsed::Partial { expects_continue };
+        return ApiParsed::Partial {
+            expects_continue,
+            wants: head_len + body_len,
+        };
     }
     let body = &buf[head_len..head_len + body_len];
     let target = req.path.unwrap_or("/");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let authorized = match rules.api_key {
+        None => true,
+        Some(key) => bearer(header("authorization").as_deref()).is_some_and(|given| {
+            // Constant time in the key's bytes: the length alone can leak.
+            bool::from(given.as_bytes().ct_eq(key))
+        }),
+    };
     let request = match (req.method.unwrap_or(""), path) {
+        ("GET", "/health") => ApiRequest::Health,
+        _ if !authorized => refuse(401, "missing or wrong API key (Authorization: Bearer KEY)"),
         ("POST", "/api/publish") => publish(query, body),
         ("GET", "/api/stats") => ApiRequest::Stats,
         ("GET", "/api/history") => history(query),
         ("GET", "/api/presence") => presence(query),
         ("POST", "/api/drop-connections") => ApiRequest::DropConnections,
-        ("GET", "/health") => ApiRequest::Health,
         (
             _,
             "/api/publish"
@@ -139,6 +192,34 @@ pub fn parse(buf: &[u8], max_body: usize) -> ApiParsed {
         request,
         keep_alive,
     }
+}
+
+/// The body length: 0 without the header; digits only (no sign, as RFC 9110 says);
+/// several headers must agree, or one hop could read another request than the next.
+fn content_length(headers: &[httparse::Header<'_>]) -> Result<usize, ()> {
+    let mut found = None;
+    for h in headers {
+        if !h.name.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        let text = std::str::from_utf8(h.value).map_err(|_| ())?.trim();
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(());
+        }
+        let n = text.parse::<usize>().map_err(|_| ())?;
+        if found.is_some_and(|m| m != n) {
+            return Err(());
+        }
+        found = Some(n);
+    }
+    Ok(found.unwrap_or(0))
+}
+
+/// The token of `Authorization: Bearer TOKEN` (the scheme is case-insensitive).
+fn bearer(value: Option<&str>) -> Option<&str> {
+    let value = value?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 #[derive(Deserialize)]
@@ -206,15 +287,20 @@ fn history(query: &str) -> ApiRequest {
     }
 }
 
-/// A complete response; `keep_alive` false adds `Connection: close`.
-pub fn response(status: u16, json_body: &str, keep_alive: bool) -> Vec<u8> {
-    let close = if keep_alive {
-        ""
+/// A complete response, its `Connection` header as `keep_alive` needs.
+pub fn response(status: u16, json_body: &str, keep_alive: Persistence) -> Vec<u8> {
+    let connection = match keep_alive {
+        Persistence::KeepAlive => "",
+        Persistence::KeepAlive10 => "Connection: keep-alive\r\n",
+        Persistence::Close => "Connection: close\r\n",
+    };
+    let challenge = if status == 401 {
+        "WWW-Authenticate: Bearer\r\n"
     } else {
-        "Connection: close\r\n"
+        ""
     };
     format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{close}\r\n{json_body}",
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{connection}{challenge}\r\n{json_body}",
         crate::proto::http::status_text(status),
         json_body.len()
     )

@@ -1,5 +1,10 @@
 use super::*;
 
+const RULES: ApiRules<'static> = ApiRules {
+    max_body: 1024,
+    api_key: None,
+};
+
 fn post(target: &str, body: &str, extra: &str) -> String {
     format!(
         "POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n{extra}\r\n{body}",
@@ -8,7 +13,7 @@ fn post(target: &str, body: &str, extra: &str) -> String {
 }
 
 fn request_of(raw: &str) -> ApiRequest {
-    match parse(raw.as_bytes(), 1024) {
+    match parse(raw.as_bytes(), RULES) {
         ApiParsed::Done { request, .. } => request,
         other => panic!("{other:?}"),
     }
@@ -81,21 +86,21 @@ fn every_prefix_is_partial_and_requests_pipeline() {
     for cut in 0..one.len() {
         assert!(
             matches!(
-                parse(&one.as_bytes()[..cut], 1024),
+                parse(&one.as_bytes()[..cut], RULES),
                 ApiParsed::Partial { .. }
             ),
             "cut {cut}"
         );
     }
     let two = format!("{one}{one}");
-    match parse(two.as_bytes(), 1024) {
+    match parse(two.as_bytes(), RULES) {
         ApiParsed::Done {
             consumed,
             keep_alive,
             ..
         } => {
             assert_eq!(consumed, one.len());
-            assert!(keep_alive);
+            assert_eq!(keep_alive, Persistence::KeepAlive);
         }
         other => panic!("{other:?}"),
     }
@@ -105,9 +110,10 @@ fn every_prefix_is_partial_and_requests_pipeline() {
 fn expect_continue_and_connection_close_are_seen() {
     let head = "POST /api/publish HTTP/1.1\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n";
     assert_eq!(
-        parse(head.as_bytes(), 1024),
+        parse(head.as_bytes(), RULES),
         ApiParsed::Partial {
-            expects_continue: true
+            expects_continue: true,
+            wants: head.len() + 10,
         }
     );
     let closing = post(
@@ -116,16 +122,117 @@ fn expect_continue_and_connection_close_are_seen() {
         "Connection: close\r\n",
     );
     assert!(matches!(
-        parse(closing.as_bytes(), 1024),
+        parse(closing.as_bytes(), RULES),
         ApiParsed::Done {
-            keep_alive: false,
+            keep_alive: Persistence::Close,
             ..
         }
     ));
     assert!(matches!(
-        parse(b"GET /api/stats HTTP/1.0\r\n\r\n", 1024),
+        parse(b"GET /api/stats HTTP/1.0\r\n\r\n", RULES),
         ApiParsed::Done {
-            keep_alive: false,
+            keep_alive: Persistence::Close,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn http10_keep_alive_is_asked_for_and_answered() {
+    let asked = "GET /api/stats HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n";
+    assert!(matches!(
+        parse(asked.as_bytes(), RULES),
+        ApiParsed::Done {
+            keep_alive: Persistence::KeepAlive10,
+            ..
+        }
+    ));
+    let answer = String::from_utf8(response(200, "{}", Persistence::KeepAlive10)).unwrap();
+    assert!(
+        answer.contains("\r\nConnection: keep-alive\r\n"),
+        "{answer}"
+    );
+    let plain = String::from_utf8(response(200, "{}", Persistence::KeepAlive)).unwrap();
+    assert!(!plain.contains("Connection:"), "{plain}");
+    let closing = String::from_utf8(response(400, "{}", Persistence::Close)).unwrap();
+    assert!(closing.contains("\r\nConnection: close\r\n"), "{closing}");
+}
+
+#[test]
+fn the_api_key_is_required_everywhere_but_health() {
+    let keyed = ApiRules {
+        max_body: 1024,
+        api_key: Some(b"s3cret"),
+    };
+    let status = |raw: &str| match parse(raw.as_bytes(), keyed) {
+        ApiParsed::Done {
+            request: ApiRequest::Refuse { status, .. },
+            ..
+        } => status,
+        ApiParsed::Done { .. } => 200,
+        other => panic!("{other:?}"),
+    };
+    let stats = |auth: &str| format!("GET /api/stats HTTP/1.1\r\n{auth}\r\n");
+    assert_eq!(status(&stats("")), 401);
+    assert_eq!(status(&stats("Authorization: Bearer wrong\r\n")), 401);
+    assert_eq!(status(&stats("Authorization: Bearer s3cre\r\n")), 401);
+    assert_eq!(status(&stats("Authorization: Basic s3cret\r\n")), 401);
+    assert_eq!(status(&stats("Authorization: Bearer s3cret\r\n")), 200);
+    assert_eq!(status(&stats("authorization: bearer  s3cret \r\n")), 200);
+    assert_eq!(status("GET /health HTTP/1.1\r\n\r\n"), 200);
+    let publish = post("/api/publish", r#"{"channel":"c","data":1}"#, "");
+    assert_eq!(status(&publish), 401);
+    let answer = String::from_utf8(response(401, "{}", Persistence::KeepAlive)).unwrap();
+    assert!(
+        answer.contains("\r\nWWW-Authenticate: Bearer\r\n"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn refusals_carry_their_status() {
+    let status = |raw: &[u8]| match parse(raw, RULES) {
+        ApiParsed::Done {
+            request: ApiRequest::Refuse { status, .. },
+            ..
+        } => status,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(status(b"GARBAGE\r\n\r\n\r\n"), 400);
+    assert_eq!(
+        status(b"POST /api/publish HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        411
+    );
+    assert_eq!(
+        status(b"POST /api/publish HTTP/1.1\r\nContent-Length: 1025\r\n\r\n"),
+        413
+    );
+    assert_eq!(
+        status(b"POST /api/publish HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+        400
+    );
+    for length in ["+5", "-1", "5 5", "0x5", "99999999999999999999999"] {
+        let raw = format!("POST /api/publish HTTP/1.1\r\nContent-Length: {length}\r\n\r\n");
+        assert_eq!(status(raw.as_bytes()), 400, "Content-Length: {length}");
+    }
+    assert_eq!(
+        status(b"POST /api/publish HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"),
+        400,
+        "two lengths that disagree"
+    );
+    let mut huge = b"GET /api/stats HTTP/1.1\r\nX: ".to_vec();
+    huge.resize(MAX_HEAD, b'a');
+    assert_eq!(status(&huge), 431);
+}
+
+#[test]
+fn repeated_content_lengths_that_agree_are_one() {
+    let raw =
+        b"POST /api/publish?channel=c HTTP/1.1\r\nContent-Length: 1\r\ncontent-length: 1\r\n\r\n7";
+    assert!(matches!(
+        parse(raw, RULES),
+        ApiParsed::Done {
+            request: ApiRequest::Publish { .. },
             ..
         }
     ));
@@ -134,7 +241,7 @@ fn expect_continue_and_connection_close_are_seen() {
 #[test]
 fn presence_names_a_channel() {
     let raw = b"GET /api/presence?channel=private:r HTTP/1.1\r\n\r\n";
-    match parse(raw, 1024) {
+    match parse(raw, RULES) {
         ApiParsed::Done { request, .. } => assert_eq!(
             request,
             ApiRequest::Presence {
@@ -143,7 +250,7 @@ fn presence_names_a_channel() {
         ),
         other => panic!("{other:?}"),
     }
-    match parse(b"GET /api/presence HTTP/1.1\r\n\r\n", 1024) {
+    match parse(b"GET /api/presence HTTP/1.1\r\n\r\n", RULES) {
         ApiParsed::Done { request, .. } => {
             assert!(matches!(request, ApiRequest::Refuse { status: 400, .. }))
         }

@@ -104,6 +104,8 @@ pub struct Shared {
     pub emfile_drops: AtomicU64,
     /// Connections per source address, when --max-connections-per-ip is set.
     pub per_address: PerAddress,
+    /// API requests refused with 401 for a missing or wrong --api-key-file key.
+    pub api_unauthorized: AtomicU64,
 }
 
 impl Shared {
@@ -115,6 +117,7 @@ impl Shared {
             open_connections: AtomicUsize::new(0),
             emfile_drops: AtomicU64::new(0),
             per_address: PerAddress::default(),
+            api_unauthorized: AtomicU64::new(0),
         }
     }
 

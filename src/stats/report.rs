@@ -40,6 +40,7 @@ pub fn stats_json(shared: &Shared) -> String {
         "allocated_bytes": memory::allocated_bytes(),
         "rejected_total": totals.rejected,
         "emfile_drops_total": shared.emfile_drops.load(Ordering::Relaxed),
+        "api_unauthorized_total": shared.api_unauthorized.load(Ordering::Relaxed),
         "http_errors_total": totals.http_errors,
         "protocol_errors_total": totals.protocol_errors,
         "command_errors_total": totals.command_errors,

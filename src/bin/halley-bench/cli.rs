@@ -55,6 +55,11 @@ pub struct Common {
     #[arg(long, global = true, default_value = "http://127.0.0.1:8081")]
     pub api: String,
 
+    /// File with the server's API key (its --api-key-file): sent as
+    /// `Authorization: Bearer KEY` on every publish
+    #[arg(long, global = true, value_name = "FILE")]
+    pub api_key_file: Option<std::path::PathBuf>,
+
     /// Connections (hold, fanout, burst) or concurrent connect/close loops (churn)
     #[arg(long, global = true, default_value_t = 1000)]
     pub connections: usize,

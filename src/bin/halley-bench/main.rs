@@ -91,6 +91,14 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
     positive_secs(c.timeout, "--timeout")?;
     client_endpoint(&c.url)?;
     let api = target::parse_endpoint(&c.api, "http")?;
+    let api_auth = match &c.api_key_file {
+        Some(path) => {
+            let key = std::fs::read_to_string(path)
+                .map_err(|e| format!("--api-key-file {}: {e}", path.display()))?;
+            format!("Authorization: Bearer {}\r\n", key.trim())
+        }
+        None => String::new(),
+    };
     if c.transport != Transport::Ws
         && matches!(cli.scenario, Scenario::Churn(_) | Scenario::Burst(_))
     {
@@ -103,6 +111,7 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
     let none = Duration::ZERO;
     let pub_cfg = |messages: u64, rate: f64, publishers: usize, pipeline: usize| PubCfg {
         api: api.clone(),
+        auth: api_auth.clone(),
         prefix: c.channel_prefix.clone(),
         channels: c.channels,
         messages,

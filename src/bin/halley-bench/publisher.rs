@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 #[derive(Clone)]
 pub struct PubCfg {
     pub api: Endpoint,
+    /// `Authorization: Bearer KEY\r\n` when the API needs a key, else empty.
+    pub auth: String,
     pub prefix: String,
     pub channels: usize,
     pub messages: u64,
@@ -55,9 +57,10 @@ fn request(cfg: &PubCfg, i: u64, out: &mut Vec<u8>) {
     );
     let head = format!(
         "POST /api/publish HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n",
+         Content-Length: {}\r\n{}\r\n",
         cfg.api.host,
-        body.len()
+        body.len(),
+        cfg.auth
     );
     out.extend_from_slice(head.as_bytes());
     out.extend_from_slice(body.as_bytes());
