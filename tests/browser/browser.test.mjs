@@ -4,12 +4,13 @@
 //   node tests/browser/browser.test.mjs        (scripts/browser-test.sh sets it up)
 //
 // Env: HALLEY_BIN (default target/release/halley), CHROMIUM (default /usr/bin/chromium).
-// It starts three halley servers on 127.0.0.1:0 (all transports; --transports sse,poll;
+// It starts its halley servers on 127.0.0.1:0 (all transports; --transports sse,poll;
 // --transports poll), kills only those, by PID, and bounds every wait: one step never
 // waits more than STEP_MS, the whole run never more than WATCHDOG_MS.
 // Prints PASS/FAIL per check, then "N passed, N failed"; exits 1 on any failure.
 
 import { spawn } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -143,6 +144,13 @@ async function publish(srv, channel, data) {
   const r = await api(srv, "POST", "/api/publish", { channel, data });
   if (r.status !== 200) throw new Error(`publish to ${channel}: ${r.status} ${r.text}`);
   return JSON.parse(r.text);
+}
+
+// An HS256 JWT, as a backend would mint it.
+function mintToken(secret, claims) {
+  const part = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const unsigned = `${part({ alg: "HS256", typ: "JWT" })}.${part(claims)}`;
+  return `${unsigned}.${createHmac("sha256", secret).update(unsigned).digest("base64url")}`;
 }
 
 // ------------------------------------------------------------------ page helpers
@@ -525,6 +533,69 @@ async function main() {
         );
       } finally {
         await screenshot(page, "d-restart").catch(() => {});
+        await page.close();
+      }
+    });
+
+    await phase("e. ws with a token: a private channel, refreshed past its first exp without reconnecting", async () => {
+      const name = "e. ws with a token: a private channel, refreshed past its first exp without reconnecting";
+      const secret = "browser-test-secret";
+      const secretFile = path.join(OUT, "token.secret");
+      writeFileSync(secretFile, secret + "\n");
+      const srv = await startHalley("tokens", ["--token-secret-file", secretFile]);
+      // The first token expires 4 s after it is minted; halley.js must refresh it.
+      let minted = 0;
+      await context.exposeFunction("mintTestToken", () => {
+        minted += 1;
+        const ttl = minted === 1 ? 4 : 120;
+        return mintToken(secret, { sub: "ann", exp: Math.floor(Date.now() / 1000) + ttl, channels: ["private:room"] });
+      });
+      const page = await openDemo(srv, "", "e-tokens");
+      try {
+        await withTimeout(
+          page.evaluate(async () => {
+            const t = (window.tokenTest = { got: [], statuses: [], errors: [] });
+            const h = new Halley(location.origin, {
+              token: await window.mintTestToken(),
+              getToken: () => window.mintTestToken(),
+              onStatus: (status) => t.statuses.push(status),
+              onError: (message) => t.errors.push(message),
+            });
+            t.h = h;
+            h.subscribe("private:room", (data) => t.got.push(data));
+            h.subscribe("private:other", (data) => t.got.push("leaked " + data));
+          }),
+          5000,
+          "creating the token client",
+        );
+        const state = () => withTimeout(page.evaluate(() => ({ ...window.tokenTest, transport: window.tokenTest.h.transport, h: undefined })), 5000, "page.evaluate");
+        await waitFor(async () => (await state()).statuses.includes("connected"), "the token client to connect");
+        await sleep(500);
+        await publish(srv, "private:room", "before exp");
+        await publish(srv, "private:other", "not granted");
+        await waitFor(async () => (await state()).got.includes("before exp"), "the first private message");
+        await sleep(5000); // past the first token's exp
+        await publish(srv, "private:room", "after exp");
+        const s = await waitFor(async () => {
+          const s = await state();
+          return s.got.includes("after exp") ? s : null;
+        }, "the message after the first exp");
+        const stats = JSON.parse((await api(srv, "GET", "/api/stats")).text);
+        const connects = s.statuses.filter((x) => x === "connected").length;
+        check(
+          name,
+          sameList(s.got, ["before exp", "after exp"]) &&
+            connects === 1 &&
+            s.transport === "ws" &&
+            minted >= 2 &&
+            stats.refreshes_total >= 1 &&
+            stats.token_expired_closes_total === 0 &&
+            s.errors.some((e) => e.includes("forbidden channel private:other")),
+          `got=${JSON.stringify(s.got)} connects=${connects} transport=${s.transport} minted=${minted} ` +
+            `refreshes=${stats.refreshes_total} expired=${stats.token_expired_closes_total} errors=${JSON.stringify(s.errors)}`,
+        );
+      } finally {
+        await screenshot(page, "e-tokens").catch(() => {});
         await page.close();
       }
     });
