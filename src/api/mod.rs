@@ -3,6 +3,7 @@
 //! Publishing is a call into the hub; the workers do the writing.
 
 pub mod request;
+pub mod stream;
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -19,6 +20,7 @@ use crate::pubsub::hub::TOO_MANY_CHANNELS;
 use crate::stats::{report, Shared};
 use crate::worker::inbox::{Inbox, Mail};
 use request::{ApiParsed, ApiRequest, ApiRules, Persistence};
+use stream::{StatsFeed, MAX_STREAMS};
 
 const LISTENER: Token = Token(usize::MAX);
 /// One read. Backends are few, so each API connection may own buffers.
@@ -49,6 +51,9 @@ enum Phase {
     /// Writing is shut down; what the client still sends is read and dropped, so the
     /// answer is not lost to a reset (the 413 of an unread body).
     Draining,
+    /// `GET /api/stats/stream`: held until the client goes, written once a second;
+    /// what the client sends is read and dropped.
+    Streaming,
 }
 
 #[derive(Debug)]
@@ -82,6 +87,14 @@ pub struct Api {
     timeouts: ApiTimeouts,
     /// Connections that used up their reads for a turn with bytes maybe left.
     resume: Vec<usize>,
+    streams: Streams,
+}
+
+/// The stats streams: how many are open, and the feed that frames their events.
+#[derive(Debug, Default)]
+struct Streams {
+    open: usize,
+    feed: StatsFeed,
 }
 
 impl Api {
@@ -107,6 +120,7 @@ impl Api {
             api_key,
             timeouts,
             resume: Vec::new(),
+            streams: Streams::default(),
         })
     }
 
@@ -133,6 +147,7 @@ impl Api {
             }
             if now >= next_sweep {
                 self.sweep(now);
+                self.write_streams(now);
                 next_sweep = now + TICK;
             }
         }
@@ -140,7 +155,42 @@ impl Api {
 
     fn serve_or_drop(&mut self, key: usize, now: Instant) {
         if self.conns.contains(key) && !self.serve(key, now) {
-            self.conns.remove(key);
+            self.remove(key);
+        }
+    }
+
+    fn remove(&mut self, key: usize) {
+        if self.conns.remove(key).phase == Phase::Streaming {
+            self.streams.open -= 1;
+        }
+    }
+
+    /// Once a second: one stats event to every stream. A client that does not read
+    /// is dropped once its unread events would pass the bound of queued answers.
+    fn write_streams(&mut self, now: Instant) {
+        if self.streams.open == 0 {
+            return;
+        }
+        let event = self
+            .streams
+            .feed
+            .event(&report::stats_json(&self.shared), now);
+        let mut gone = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            if conn.phase != Phase::Streaming {
+                continue;
+            }
+            if conn.output.len() + event.len() > OUTPUT_HIGH {
+                gone.push(key);
+                continue;
+            }
+            conn.output.extend_from_slice(&event);
+            if !flush(conn, now) {
+                gone.push(key);
+            }
+        }
+        for key in gone {
+            self.remove(key);
         }
     }
 
@@ -192,7 +242,14 @@ impl Api {
         let conn = &mut self.conns[key];
         let mut chunk = [0u8; READ_CHUNK];
         for _ in 0..READS_PER_TURN {
-            answer_complete(conn, rules, &self.shared, &self.inboxes, now);
+            answer_complete(
+                conn,
+                rules,
+                &self.shared,
+                &self.inboxes,
+                &mut self.streams,
+                now,
+            );
             if !flush(conn, now) {
                 return false;
             }
@@ -260,7 +317,8 @@ impl Api {
                 } else if conn.output.is_empty() {
                     start_draining(conn, now);
                 }
-            } else if conn.input.is_empty()
+            } else if conn.phase != Phase::Streaming
+                && conn.input.is_empty()
                 && conn.output.is_empty()
                 && timeouts.idle.is_some_and(|idle| quiet > idle)
             {
@@ -268,7 +326,7 @@ impl Api {
             }
         }
         for key in expired {
-            self.conns.remove(key);
+            self.remove(key);
         }
     }
 }
@@ -289,6 +347,7 @@ fn answer_complete(
     rules: ApiRules<'_>,
     shared: &Shared,
     inboxes: &[Arc<Inbox>],
+    streams: &mut Streams,
     now: Instant,
 ) {
     let mut pos = 0;
@@ -316,9 +375,33 @@ fn answer_complete(
                 conn.request_began = now; // the next request, maybe partly here, begins
                 conn.wants = 1;
                 conn.continue_sent = false;
-                let (status, body) = answer(shared, inboxes, request);
-                conn.output
-                    .extend_from_slice(&request::response(status, &body, keep_alive));
+                match request {
+                    ApiRequest::Dashboard => {
+                        conn.output
+                            .extend_from_slice(&stream::page_response(keep_alive));
+                    }
+                    ApiRequest::StatsStream if streams.open < MAX_STREAMS => {
+                        streams.open += 1;
+                        conn.phase = Phase::Streaming;
+                        conn.output
+                            .extend_from_slice(&crate::proto::sse::response_head(None));
+                        let stats = report::stats_json(shared);
+                        conn.output
+                            .extend_from_slice(&streams.feed.event(&stats, now));
+                        pos = conn.input.len();
+                        break;
+                    }
+                    ApiRequest::StatsStream => {
+                        let body = refusal_body("too many stats streams open; try again later");
+                        conn.output
+                            .extend_from_slice(&request::response(503, &body, keep_alive));
+                    }
+                    request => {
+                        let (status, body) = answer(shared, inboxes, request);
+                        conn.output
+                            .extend_from_slice(&request::response(status, &body, keep_alive));
+                    }
+                }
                 if !keep_alive.keeps() {
                     conn.phase = Phase::Closing;
                     pos = conn.input.len();
@@ -364,6 +447,8 @@ fn answer(shared: &Shared, inboxes: &[Arc<Inbox>], request: ApiRequest) -> (u16,
             (200, "{\"dropped\":true}".into())
         }
         ApiRequest::Stats => (200, report::stats_json(shared)),
+        // Answered by `answer_complete`, which owns the page and the streams.
+        ApiRequest::StatsStream | ApiRequest::Dashboard => (404, refusal_body("not found")),
         ApiRequest::Health => (200, "{\"status\":\"ok\"}".into()),
         ApiRequest::Refuse { status, reason } => {
             if status == 401 {

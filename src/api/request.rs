@@ -33,6 +33,10 @@ pub enum ApiRequest {
     /// `POST /api/drop-connections`: close every client connection.
     DropConnections,
     Stats,
+    /// `GET /api/stats/stream`: the stats as Server-Sent Events, once a second.
+    StatsStream,
+    /// `GET /dashboard`: the live page that charts the stream.
+    Dashboard,
     Health,
     /// Answer with this status and a JSON `{"error": reason}`.
     Refuse {
@@ -163,16 +167,20 @@ pub fn parse(buf: &[u8], rules: ApiRules<'_>) -> ApiParsed {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let authorized = match rules.api_key {
         None => true,
-        Some(key) => bearer(header("authorization").as_deref()).is_some_and(|given| {
+        Some(key) => {
             // Constant time in the key's bytes: the length alone can leak.
-            bool::from(given.as_bytes().ct_eq(key))
-        }),
+            let matches = |given: &str| bool::from(given.as_bytes().ct_eq(key));
+            bearer(header("authorization").as_deref()).is_some_and(matches)
+                || (key_in_query_allowed(path) && param(query, "key").is_some_and(|k| matches(&k)))
+        }
     };
     let request = match (req.method.unwrap_or(""), path) {
         ("GET", "/health") => ApiRequest::Health,
         _ if !authorized => refuse(401, "missing or wrong API key (Authorization: Bearer KEY)"),
         ("POST", "/api/publish") => publish(query, body),
         ("GET", "/api/stats") => ApiRequest::Stats,
+        ("GET", "/api/stats/stream") => ApiRequest::StatsStream,
+        ("GET", "/dashboard") => ApiRequest::Dashboard,
         ("GET", "/api/history") => history(query),
         ("GET", "/api/presence") => presence(query),
         ("POST", "/api/drop-connections") => ApiRequest::DropConnections,
@@ -183,6 +191,8 @@ pub fn parse(buf: &[u8], rules: ApiRules<'_>) -> ApiParsed {
             | "/api/history"
             | "/api/presence"
             | "/api/drop-connections"
+            | "/api/stats/stream"
+            | "/dashboard"
             | "/health",
         ) => refuse(405, "method not allowed"),
         _ => refuse(404, "not found"),
@@ -192,6 +202,12 @@ pub fn parse(buf: &[u8], rules: ApiRules<'_>) -> ApiParsed {
         request,
         keep_alive,
     }
+}
+
+/// A browser cannot set `Authorization` on a page load or an `EventSource`, so the
+/// dashboard and its stream also take the key as `?key=` (which then shows in URLs).
+fn key_in_query_allowed(path: &str) -> bool {
+    matches!(path, "/dashboard" | "/api/stats/stream")
 }
 
 /// The body length: 0 without the header; digits only (no sign, as RFC 9110 says);

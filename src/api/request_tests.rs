@@ -257,3 +257,45 @@ fn presence_names_a_channel() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn the_dashboard_and_its_stream_also_take_the_key_in_the_query() {
+    let keyed = ApiRules {
+        max_body: 1024,
+        api_key: Some(b"s3cret"),
+    };
+    let request = |target: &str, auth: &str| {
+        let raw = format!("GET {target} HTTP/1.1\r\n{auth}\r\n");
+        match parse(raw.as_bytes(), keyed) {
+            ApiParsed::Done { request, .. } => request,
+            other => panic!("{other:?}"),
+        }
+    };
+    let refused = |r: ApiRequest| matches!(r, ApiRequest::Refuse { status: 401, .. });
+    assert_eq!(request("/dashboard?key=s3cret", ""), ApiRequest::Dashboard);
+    assert_eq!(
+        request("/api/stats/stream?key=s3cret", ""),
+        ApiRequest::StatsStream
+    );
+    assert_eq!(
+        request("/api/stats/stream", "Authorization: Bearer s3cret\r\n"),
+        ApiRequest::StatsStream
+    );
+    assert!(refused(request("/dashboard", "")));
+    assert!(refused(request("/dashboard?key=s3cre", "")));
+    assert!(refused(request("/api/stats/stream?key=wrong", "")));
+    // Only those two routes: the query key opens nothing else.
+    assert!(refused(request("/api/stats?key=s3cret", "")));
+    let post = |target: &str| {
+        let raw = format!("POST {target} HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        match parse(raw.as_bytes(), RULES) {
+            ApiParsed::Done {
+                request: ApiRequest::Refuse { status, .. },
+                ..
+            } => status,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(post("/dashboard"), 405);
+    assert_eq!(post("/api/stats/stream"), 405);
+}

@@ -361,6 +361,30 @@ async function idlePolling(name, srv, pollTimeoutS) {
   }
 }
 
+// The live dashboard on the API listener: its own series, as the page exposes them.
+async function openDashboard(srv, label) {
+  const page = await context.newPage();
+  const logFile = path.join(OUT, `${label}-console.log`);
+  const lines = [];
+  page.on("console", (m) => lines.push(`[${m.type()}] ${m.text()}`));
+  page.on("pageerror", (e) => lines.push(`[pageerror] ${e.message}`));
+  page.on("close", () => writeFileSync(logFile, lines.join("\n") + "\n"));
+  page.consoleLines = lines;
+  const url = `http://${srv.api}/dashboard`;
+  const res = await page.goto(url, { timeout: STEP_MS, waitUntil: "load" });
+  if (!res || res.status() !== 200) throw new Error(`GET ${url}: ${res ? res.status() : "no response"}`);
+  await page.waitForFunction(() => window.dashboard, null, { timeout: STEP_MS });
+  return page;
+}
+
+function dashboardState(page) {
+  return withTimeout(
+    page.evaluate(() => ({ events: window.dashboard.events, status: window.dashboard.status, samples: window.dashboard.samples })),
+    5000,
+    "page.evaluate",
+  );
+}
+
 // Runs one phase; an exception is a FAIL of that phase, the run goes on.
 async function phase(name, fn) {
   try {
@@ -596,6 +620,56 @@ async function main() {
         );
       } finally {
         await screenshot(page, "e-tokens").catch(() => {});
+        await page.close();
+      }
+    });
+    await phase("f. dashboard: the page charts the stats stream, and the curves move under load", async () => {
+      const name = "f. dashboard: the page charts the stats stream, and the curves move under load";
+      const srv = await startHalley("dashboard", []);
+      const page = await openDashboard(srv, "f-dashboard");
+      // The load: WebSockets subscribed to one channel (opened from a page on the
+      // client listener), then bursts of publishes through the API.
+      const load = await openDemo(srv, "channel=dash-demo", "f-load");
+      const SOCKETS = 20;
+      try {
+        await waitFor(async () => (await dashboardState(page)).events >= 1, "the first stream event");
+        await withTimeout(
+          load.evaluate((n) => {
+            window.loadSockets = [];
+            for (let i = 0; i < n; i++) window.loadSockets.push(new WebSocket(`ws://${location.host}/ws?subscribe=dash`));
+          }, SOCKETS),
+          5000,
+          "opening the load's WebSockets",
+        );
+        await waitFor(
+          () => withTimeout(load.evaluate(() => window.loadSockets.every((w) => w.readyState === 1)), 5000, "page.evaluate"),
+          `${SOCKETS} WebSockets open`,
+        );
+        for (let burst = 0; burst < 4; burst++) {
+          for (let i = 0; i < 25; i++) await publish(srv, "dash", { burst, i });
+          await sleep(700);
+        }
+        const s = await waitFor(async () => {
+          const s = await dashboardState(page);
+          const moved = s.samples.some((x) => x.delivered_per_s > 0) && s.samples.some((x) => x.ws >= SOCKETS);
+          return s.events >= 3 && moved ? s : null;
+        }, "the curves to move").catch(async (e) => {
+          const s = await dashboardState(page);
+          throw new Error(`${e.message}; events=${s.events} samples=${JSON.stringify(s.samples.slice(-5))}`);
+        });
+        const first = s.samples[0];
+        const maxWs = Math.max(...s.samples.map((x) => x.ws));
+        const maxDelivered = Math.max(...s.samples.map((x) => x.delivered_per_s));
+        const cspErrors = page.consoleLines.filter((l) => /Content Security Policy|pageerror/.test(l));
+        check(
+          name,
+          s.status === "connected" && maxWs > first.ws && maxDelivered > 0 && cspErrors.length === 0,
+          `events=${s.events} status=${s.status} ws ${first.ws}->${maxWs} max delivered/s=${maxDelivered} ` +
+            `broker=${s.samples[s.samples.length - 1].broker} page errors=${JSON.stringify(cspErrors)}`,
+        );
+      } finally {
+        await screenshot(page, "f-dashboard").catch(() => {});
+        await load.close();
         await page.close();
       }
     });
