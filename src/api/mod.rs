@@ -16,7 +16,8 @@ use slab::Slab;
 
 use crate::proto::poll;
 use crate::pubsub::hub::TOO_MANY_CHANNELS;
-use crate::stats::{report, Shared};
+use crate::stats::snapshot::Snapshot;
+use crate::stats::{prometheus, report, Shared};
 use crate::worker::inbox::{Inbox, Mail};
 use request::{ApiParsed, ApiRequest, ApiRules, Persistence};
 
@@ -316,9 +317,14 @@ fn answer_complete(
                 conn.request_began = now; // the next request, maybe partly here, begins
                 conn.wants = 1;
                 conn.continue_sent = false;
+                let content_type = request.content_type();
                 let (status, body) = answer(shared, inboxes, request);
-                conn.output
-                    .extend_from_slice(&request::response(status, &body, keep_alive));
+                conn.output.extend_from_slice(&request::response_as(
+                    status,
+                    content_type,
+                    &body,
+                    keep_alive,
+                ));
                 if !keep_alive.keeps() {
                     conn.phase = Phase::Closing;
                     pos = conn.input.len();
@@ -364,6 +370,7 @@ fn answer(shared: &Shared, inboxes: &[Arc<Inbox>], request: ApiRequest) -> (u16,
             (200, "{\"dropped\":true}".into())
         }
         ApiRequest::Stats => (200, report::stats_json(shared)),
+        ApiRequest::Metrics => (200, prometheus::render(&Snapshot::take(shared))),
         ApiRequest::Health => (200, "{\"status\":\"ok\"}".into()),
         ApiRequest::Refuse { status, reason } => {
             if status == 401 {

@@ -33,6 +33,8 @@ pub enum ApiRequest {
     /// `POST /api/drop-connections`: close every client connection.
     DropConnections,
     Stats,
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
     Health,
     /// Answer with this status and a JSON `{"error": reason}`.
     Refuse {
@@ -173,6 +175,7 @@ pub fn parse(buf: &[u8], rules: ApiRules<'_>) -> ApiParsed {
         _ if !authorized => refuse(401, "missing or wrong API key (Authorization: Bearer KEY)"),
         ("POST", "/api/publish") => publish(query, body),
         ("GET", "/api/stats") => ApiRequest::Stats,
+        ("GET", "/metrics") => ApiRequest::Metrics,
         ("GET", "/api/history") => history(query),
         ("GET", "/api/presence") => presence(query),
         ("POST", "/api/drop-connections") => ApiRequest::DropConnections,
@@ -183,6 +186,7 @@ pub fn parse(buf: &[u8], rules: ApiRules<'_>) -> ApiParsed {
             | "/api/history"
             | "/api/presence"
             | "/api/drop-connections"
+            | "/metrics"
             | "/health",
         ) => refuse(405, "method not allowed"),
         _ => refuse(404, "not found"),
@@ -287,8 +291,28 @@ fn history(query: &str) -> ApiRequest {
     }
 }
 
-/// A complete response, its `Connection` header as `keep_alive` needs.
+impl ApiRequest {
+    /// The answer's `Content-Type`: JSON but for /metrics.
+    pub fn content_type(&self) -> &'static str {
+        match self {
+            ApiRequest::Metrics => crate::stats::prometheus::CONTENT_TYPE,
+            _ => "application/json",
+        }
+    }
+}
+
+/// A complete JSON response, its `Connection` header as `keep_alive` needs.
 pub fn response(status: u16, json_body: &str, keep_alive: Persistence) -> Vec<u8> {
+    response_as(status, "application/json", json_body, keep_alive)
+}
+
+/// A complete response of `content_type`.
+pub fn response_as(
+    status: u16,
+    content_type: &str,
+    body: &str,
+    keep_alive: Persistence,
+) -> Vec<u8> {
     let connection = match keep_alive {
         Persistence::KeepAlive => "",
         Persistence::KeepAlive10 => "Connection: keep-alive\r\n",
@@ -300,9 +324,9 @@ pub fn response(status: u16, json_body: &str, keep_alive: Persistence) -> Vec<u8
         ""
     };
     format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{connection}{challenge}\r\n{json_body}",
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{connection}{challenge}\r\n{body}",
         crate::proto::http::status_text(status),
-        json_body.len()
+        body.len()
     )
     .into_bytes()
 }
