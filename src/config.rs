@@ -1,4 +1,5 @@
-//! Command line and TOML file: every option can come from either; the command line wins.
+//! Command line, environment (`HALLEY_<OPTION>`) and TOML file: every option can come
+//! from any of them; the command line wins, then the environment, then the file.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,113 +34,113 @@ pub enum Command {
 #[serde(deny_unknown_fields)]
 pub struct ServeArgs {
     /// TOML file with any of these options (keys with `_` for `-`)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "HALLEY_CONFIG", value_name = "FILE")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Client listener (WebSocket, /health) [default: 0.0.0.0:8080]
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, env = "HALLEY_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
     /// Publish and stats API listener [default: 127.0.0.1:8081]
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, env = "HALLEY_API_LISTEN", value_name = "ADDR")]
     pub api_listen: Option<SocketAddr>,
     /// Worker reactors, one per core [default: number of cores]
-    #[arg(long, value_name = "N")]
+    #[arg(long, env = "HALLEY_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
     /// Pin each worker to its own core [default: true when workers <= cores]
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "HALLEY_PIN", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub pin: Option<bool>,
     /// Listen backlog [default: 4096]
-    #[arg(long, value_name = "N")]
+    #[arg(long, env = "HALLEY_BACKLOG", value_name = "N")]
     pub backlog: Option<u32>,
     /// Client connections held at once; past it new ones get 503 [default: open-file hard limit - 64]
-    #[arg(long, value_name = "N")]
+    #[arg(long, env = "HALLEY_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
     /// Client connections from one source address (IPv6: one /64); past it 503.
     /// 0 = no limit: behind a proxy or load balancer every client shares its address
     /// [default: 0]
-    #[arg(long, value_name = "N")]
+    #[arg(long, env = "HALLEY_MAX_CONNECTIONS_PER_IP", value_name = "N")]
     pub max_connections_per_ip: Option<u32>,
     /// Largest client message (close 1009) and publish body (413) [default: 65536]
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, env = "HALLEY_MAX_MESSAGE_SIZE", value_name = "BYTES")]
     pub max_message_size: Option<usize>,
     /// Channels one connection may subscribe to [default: 64]
-    #[arg(long, value_name = "N")]
+    #[arg(long, env = "HALLEY_MAX_SUBSCRIPTIONS", value_name = "N")]
     pub max_subscriptions: Option<usize>,
     /// Channels in total; past it a new channel is refused ("too many channels":
     /// close 1013, 503) [default: 1000000]
-    #[arg(long, value_name = "N")]
+    #[arg(long, env = "HALLEY_MAX_CHANNELS", value_name = "N")]
     pub max_channels: Option<usize>,
     /// Commands one WebSocket may send per second, with a burst of twice that;
     /// past it close 1008. 0 = no limit (never applies to /echo) [default: 100]
-    #[arg(long, value_name = "N")]
+    #[arg(long, env = "HALLEY_MAX_COMMANDS_PER_SECOND", value_name = "N")]
     pub max_commands_per_second: Option<u32>,
     /// Bytes queued for one slow client before it is closed (1008 "slow consumer")
     /// [default: 4194304]
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, env = "HALLEY_MAX_QUEUED_BYTES", value_name = "BYTES")]
     pub max_queued_bytes: Option<usize>,
     /// Ping a client silent for this long; 0 = never [default: 30]
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, env = "HALLEY_PING_INTERVAL", value_name = "SECS")]
     pub ping_interval: Option<u32>,
     /// Close a client silent for this long (1001); 0 = never [default: 90]
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, env = "HALLEY_IDLE_TIMEOUT", value_name = "SECS")]
     pub idle_timeout: Option<u32>,
     /// Close a request whose handshake is not complete after this long (408) [default: 10]
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, env = "HALLEY_HANDSHAKE_TIMEOUT", value_name = "SECS")]
     pub handshake_timeout: Option<u32>,
     /// Bound on the close handshake with every client at shutdown [default: 5]
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, env = "HALLEY_SHUTDOWN_TIMEOUT", value_name = "SECS")]
     pub shutdown_timeout: Option<u32>,
     /// Serve /echo, which echoes every message (conformance testing) [default: false]
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "HALLEY_ECHO", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub echo: Option<bool>,
     /// Accept {"op":"publish"} from WebSocket clients [default: false]
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "HALLEY_CLIENT_PUBLISH", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub client_publish: Option<bool>,
     /// Messages each channel keeps for resumes; 0 = none [default: 100]
-    #[arg(long, value_name = "N")]
+    #[arg(long, env = "HALLEY_HISTORY_SIZE", value_name = "N")]
     pub history_size: Option<usize>,
     /// Seconds a message stays in history [default: 300]
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, env = "HALLEY_HISTORY_TTL", value_name = "SECS")]
     pub history_ttl: Option<u32>,
     /// Seconds a long-poll is held before an empty answer [default: 25]
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, env = "HALLEY_POLL_TIMEOUT", value_name = "SECS")]
     pub poll_timeout: Option<u32>,
     /// Access-Control-Allow-Origin for /sse, /poll and /halley.js [default: none, no CORS header]
-    #[arg(long, value_name = "ORIGIN")]
+    #[arg(long, env = "HALLEY_ALLOW_ORIGIN", value_name = "ORIGIN")]
     pub allow_origin: Option<String>,
     /// Transports offered on the client listener [default: ws,sse,poll]
-    #[arg(long, value_name = "LIST")]
+    #[arg(long, env = "HALLEY_TRANSPORTS", value_name = "LIST")]
     pub transports: Option<String>,
     /// Serve the demo page at /demo and its publish endpoint [default: false]
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "HALLEY_DEMO", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub demo: Option<bool>,
     /// File holding the API key: every API request but /health then needs
     /// `Authorization: Bearer KEY` (401 otherwise). Required when --api-listen is not loopback
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "HALLEY_API_KEY_FILE", value_name = "FILE")]
     pub api_key_file: Option<PathBuf>,
     /// Seconds an API request may take from its first byte to its last (408) [default: 10]
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, env = "HALLEY_API_REQUEST_TIMEOUT", value_name = "SECS")]
     pub api_request_timeout: Option<u32>,
     /// Close an API keep-alive connection idle this long; 0 = never [default: 60]
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, env = "HALLEY_API_IDLE_TIMEOUT", value_name = "SECS")]
     pub api_idle_timeout: Option<u32>,
     /// Print one stats line per second [default: true when stdout is a terminal]
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "HALLEY_STATS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub stats: Option<bool>,
     /// File holding the HS256 secret that signs connection tokens [default: none]
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "HALLEY_TOKEN_SECRET_FILE", value_name = "FILE")]
     pub token_secret_file: Option<PathBuf>,
     /// PEM public key (RSA for RS256, P-256 for ES256) that verifies tokens [default: none]
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "HALLEY_TOKEN_PUBLIC_KEY_FILE", value_name = "FILE")]
     pub token_public_key_file: Option<PathBuf>,
     /// Every channel needs a token, not only private: and user: ones [default: false]
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "HALLEY_REQUIRE_TOKEN", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub require_token: Option<bool>,
     /// Channel name prefixes that keep presence, comma list; * = all, "" = none [default: private:]
-    #[arg(long, value_name = "PREFIXES")]
+    #[arg(long, env = "HALLEY_PRESENCE_CHANNELS", value_name = "PREFIXES")]
     pub presence_channels: Option<String>,
     /// Send join and leave events to the subscribers of presence channels [default: false]
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "HALLEY_PRESENCE_EVENTS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub presence_events: Option<bool>,
 }
 
@@ -485,5 +486,24 @@ mod tests {
         assert!(empty.unwrap_err().contains("empty"));
         let missing = Config::resolve(args(&["--api-key-file", file]), MACHINE);
         assert!(missing.unwrap_err().contains("--api-key-file"));
+    }
+
+    #[test]
+    fn every_serve_option_has_its_halley_variable() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").expect("serve");
+        let mut options = 0;
+        for arg in serve.get_arguments().filter(|a| a.get_long().is_some()) {
+            let long = arg.get_long().unwrap();
+            if long == "help" {
+                continue;
+            }
+            let expected = format!("HALLEY_{}", long.replace('-', "_").to_uppercase());
+            let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+            assert_eq!(env.as_deref(), Some(&*expected), "--{long}");
+            options += 1;
+        }
+        assert_eq!(options, 34);
     }
 }

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install tsung 1.7.0 (Debian bookworm package) if it is not already there, with
-# what tsung/run.sh needs beside it: iproute2 (ip netns) and python3 (the verdict).
+# what tsung/run.sh needs beside it: iproute2 (ip netns) and python3 (the verdict),
+# and the Debian python3-prometheus-client that tests/metrics.rs parses /metrics with.
 # Usage: tsung/install.sh        (as root; used by CI before tsung/run.sh)
 #
 # The package pulls ~650 MB (erlang, gnuplot, libtemplate-perl, matplotlib) and takes
@@ -13,6 +14,7 @@ command -v tsung >/dev/null 2>&1 && [ -x /usr/lib/x86_64-linux-gnu/tsung/bin/tsu
     packages="tsung"
 command -v ip >/dev/null 2>&1 || packages="$packages iproute2"
 command -v python3 >/dev/null 2>&1 || packages="$packages python3"
+/usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || packages="$packages python3-prometheus-client"  # tests/metrics.rs
 if [ -z "$packages" ]; then
     echo "tsung already installed: $(tsung -v 2>/dev/null)"
     exit 0

@@ -17,7 +17,8 @@ use slab::Slab;
 
 use crate::proto::poll;
 use crate::pubsub::hub::TOO_MANY_CHANNELS;
-use crate::stats::{report, Shared};
+use crate::stats::snapshot::Snapshot;
+use crate::stats::{prometheus, report, Shared};
 use crate::worker::inbox::{Inbox, Mail};
 use request::{ApiParsed, ApiRequest, ApiRules, Persistence};
 use stream::{StatsFeed, MAX_STREAMS};
@@ -397,9 +398,14 @@ fn answer_complete(
                             .extend_from_slice(&request::response(503, &body, keep_alive));
                     }
                     request => {
+                        let content_type = request.content_type();
                         let (status, body) = answer(shared, inboxes, request);
-                        conn.output
-                            .extend_from_slice(&request::response(status, &body, keep_alive));
+                        conn.output.extend_from_slice(&request::response_as(
+                            status,
+                            content_type,
+                            &body,
+                            keep_alive,
+                        ));
                     }
                 }
                 if !keep_alive.keeps() {
@@ -447,6 +453,7 @@ fn answer(shared: &Shared, inboxes: &[Arc<Inbox>], request: ApiRequest) -> (u16,
             (200, "{\"dropped\":true}".into())
         }
         ApiRequest::Stats => (200, report::stats_json(shared)),
+        ApiRequest::Metrics => (200, prometheus::render(&Snapshot::take(shared))),
         // Answered by `answer_complete`, which owns the page and the streams.
         ApiRequest::StatsStream | ApiRequest::Dashboard => (404, refusal_body("not found")),
         ApiRequest::Health => (200, "{\"status\":\"ok\"}".into()),

@@ -33,6 +33,8 @@ pub enum ApiRequest {
     /// `POST /api/drop-connections`: close every client connection.
     DropConnections,
     Stats,
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
     /// `GET /api/stats/stream`: the stats as Server-Sent Events, once a second.
     StatsStream,
     /// `GET /dashboard`: the live page that charts the stream.
@@ -179,6 +181,7 @@ pub fn parse(buf: &[u8], rules: ApiRules<'_>) -> ApiParsed {
         _ if !authorized => refuse(401, "missing or wrong API key (Authorization: Bearer KEY)"),
         ("POST", "/api/publish") => publish(query, body),
         ("GET", "/api/stats") => ApiRequest::Stats,
+        ("GET", "/metrics") => ApiRequest::Metrics,
         ("GET", "/api/stats/stream") => ApiRequest::StatsStream,
         ("GET", "/dashboard") => ApiRequest::Dashboard,
         ("GET", "/api/history") => history(query),
@@ -191,6 +194,7 @@ pub fn parse(buf: &[u8], rules: ApiRules<'_>) -> ApiParsed {
             | "/api/history"
             | "/api/presence"
             | "/api/drop-connections"
+            | "/metrics"
             | "/api/stats/stream"
             | "/dashboard"
             | "/health",
@@ -303,8 +307,28 @@ fn history(query: &str) -> ApiRequest {
     }
 }
 
-/// A complete response, its `Connection` header as `keep_alive` needs.
+impl ApiRequest {
+    /// The answer's `Content-Type`: JSON but for /metrics.
+    pub fn content_type(&self) -> &'static str {
+        match self {
+            ApiRequest::Metrics => crate::stats::prometheus::CONTENT_TYPE,
+            _ => "application/json",
+        }
+    }
+}
+
+/// A complete JSON response, its `Connection` header as `keep_alive` needs.
 pub fn response(status: u16, json_body: &str, keep_alive: Persistence) -> Vec<u8> {
+    response_as(status, "application/json", json_body, keep_alive)
+}
+
+/// A complete response of `content_type`.
+pub fn response_as(
+    status: u16,
+    content_type: &str,
+    body: &str,
+    keep_alive: Persistence,
+) -> Vec<u8> {
     let connection = match keep_alive {
         Persistence::KeepAlive => "",
         Persistence::KeepAlive10 => "Connection: keep-alive\r\n",
@@ -316,9 +340,9 @@ pub fn response(status: u16, json_body: &str, keep_alive: Persistence) -> Vec<u8
         ""
     };
     format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{connection}{challenge}\r\n{json_body}",
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{connection}{challenge}\r\n{body}",
         crate::proto::http::status_text(status),
-        json_body.len()
+        body.len()
     )
     .into_bytes()
 }

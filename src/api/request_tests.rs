@@ -259,6 +259,45 @@ fn presence_names_a_channel() {
 }
 
 #[test]
+fn metrics_is_a_get_behind_the_api_key_answered_as_prometheus_text() {
+    let get = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_eq!(request_of(get), ApiRequest::Metrics);
+    assert_eq!(status_of(&post("/metrics", "", "")), 405);
+    let keyed = ApiRules {
+        max_body: 1024,
+        api_key: Some(b"s3cret"),
+    };
+    let refused = matches!(
+        parse(get.as_bytes(), keyed),
+        ApiParsed::Done {
+            request: ApiRequest::Refuse { status: 401, .. },
+            ..
+        }
+    );
+    assert!(refused, "/metrics needs the key like every API route");
+    let bearer = "GET /metrics HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n";
+    let allowed = matches!(
+        parse(bearer.as_bytes(), keyed),
+        ApiParsed::Done {
+            request: ApiRequest::Metrics,
+            ..
+        }
+    );
+    assert!(allowed);
+    let answer = response_as(
+        200,
+        ApiRequest::Metrics.content_type(),
+        "x 1\n",
+        Persistence::KeepAlive,
+    );
+    assert_eq!(
+        answer,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+          Content-Length: 4\r\n\r\nx 1\n"
+    );
+}
+
+#[test]
 fn the_dashboard_and_its_stream_also_take_the_key_in_the_query() {
     let keyed = ApiRules {
         max_body: 1024,

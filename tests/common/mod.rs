@@ -41,7 +41,13 @@ impl Server {
     /// Spawns `halley serve` on 127.0.0.1 ephemeral ports plus `extra` args and waits
     /// (at most [`TIMEOUT`]) for `halley listening: clients=.. api=.. workers=..`.
     pub fn start(extra: &[&str]) -> Server {
+        Server::start_with_env(extra, &[])
+    }
+
+    /// [`Server::start`] with `env` (`HALLEY_*` options) added to its environment.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_halley"))
+            .envs(env.iter().copied())
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(["--api-listen", "127.0.0.1:0", "--stats", "false"])
             .args(extra)
