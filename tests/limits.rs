@@ -260,15 +260,6 @@ fn a_client_past_its_command_rate_is_closed_and_echo_is_not_limited() {
     assert_counter(&server, "commands_rate_closes_total", 1);
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS")
-}
-
 /// Pings with the largest payload a control frame may carry; unanswered, 150,000
 /// of them would queue 19 MiB of pongs.
 #[test]

@@ -63,15 +63,6 @@ fn slow_consumer_closes(server: &Server) -> u64 {
         .expect("slow_consumer_closes_total")
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS")
-}
-
 #[test]
 fn a_slow_consumer_is_closed_at_the_cap_and_delays_nobody() {
     let cap = CAP.to_string();

@@ -181,6 +181,17 @@ fn parse_startup(line: &str) -> Option<(SocketAddr, SocketAddr, usize)> {
 }
 
 /// A TCP connection with read/write timeouts and no Nagle delay.
+/// A process's resident memory, from /proc, in KiB.
+#[allow(dead_code)]
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
 pub fn tcp(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(TIMEOUT)).unwrap();
