@@ -9,6 +9,8 @@ impl Outlet for Recorder {
     fn deliver(&self, publication: Publication) {
         self.0.lock().unwrap().push(publication.seq);
     }
+    fn ready(&self, _: Arc<crate::pubsub::hub::Channel>) {}
+    fn published(&self, _: usize, _: String) {}
 }
 
 fn hub(size: usize, ttl_s: u32) -> (Hub, Arc<Recorder>) {

@@ -366,6 +366,7 @@ impl Worker {
     pub(super) fn bury_doomed(&mut self) {
         while let Some(key) = self.doomed.pop() {
             self.unsubscribe_all(key);
+            self.forget_stalls(key);
             let conn = self.conns.remove(key);
             let peer = self.take_side(conn.side).and_then(|side| side.peer());
             if conn.flags.has(Flags::ONLINE) {
