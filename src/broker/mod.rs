@@ -79,6 +79,9 @@ struct ClientPublish {
     data: Box<str>,
 }
 
+/// Relayed messages held for one channel: (seq, data).
+type Buffered = Vec<(u64, String)>;
+
 #[derive(Debug)]
 enum Order {
     Hold(Box<str>),
@@ -98,7 +101,7 @@ pub struct Broker {
     orders: Mutex<Vec<Order>>,
     wakeup: Condvar,
     /// Relayed messages of channels between their subscribe and their state read.
-    buffered: Mutex<HashMap<Box<str>, Vec<(u64, String)>>>,
+    buffered: Mutex<HashMap<Box<str>, Buffered>>,
     pub counters: BrokerCounters,
 }
 

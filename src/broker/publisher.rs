@@ -60,6 +60,9 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// One message's `(seq, epoch)`, or why Redis refused it.
+pub type Published = Result<(u64, String), String>;
+
 /// One message to publish.
 #[derive(Debug, Clone, Copy)]
 pub struct Item<'a> {
@@ -75,7 +78,7 @@ pub fn publish_batch(
     history: HistoryLimits,
     epoch_candidate: &str,
     sharded: bool,
-) -> Result<Vec<Result<(u64, String), String>>, Failure> {
+) -> Result<Vec<Published>, Failure> {
     let sha = sha(wire::PUBLISH_SCRIPT);
     let publish = if sharded { "SPUBLISH" } else { "PUBLISH" };
     let mut pipe = redis::pipe();
