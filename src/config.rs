@@ -516,6 +516,6 @@ mod tests {
             assert_eq!(env.as_deref(), Some(&*expected), "--{long}");
             options += 1;
         }
-        assert_eq!(options, 34);
+        assert_eq!(options, 35);
     }
 }

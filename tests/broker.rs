@@ -2,13 +2,15 @@
 //! real 3-shard Redis Cluster), all on loopback.
 
 mod common;
+#[path = "common/tokens.rs"]
+mod tokens;
 
 use std::time::{Duration, Instant};
 
 use common::comet::Sse;
 use common::redis::{Cluster, Redis};
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn node(broker: &str) -> Server {
     Server::start(&["--broker", broker, "--workers", "2", "--client-publish"])
@@ -214,4 +216,70 @@ fn the_same_publish_works_on_a_three_shard_redis_cluster() {
             .starts_with("redis-cluster://"),
         "{stats}"
     );
+}
+
+fn presence_until(server: &Server, channel: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) =
+            server
+                .publisher()
+                .request("GET", &format!("/api/presence?channel={channel}"), b"");
+        assert_eq!(status, 200, "{body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        if check(&body) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "presence never became as expected: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn presence_spans_the_nodes_and_a_dead_node_drops_out() {
+    let redis = Redis::start();
+    let secret = tokens::secret_file();
+    let args = |r: &Redis| {
+        Server::start(&[
+            "--broker",
+            &r.url(),
+            "--token-secret-file",
+            secret.to_str().unwrap(),
+            "--presence-events",
+        ])
+    };
+    let (a, b) = (args(&redis), args(&redis));
+    let token = |sub: &str| {
+        let claims = json!({"sub": sub, "exp": tokens::now() + 120, "channels": ["private:*"]});
+        tokens::sign(&claims, tokens::SECRET)
+    };
+    let mut ann = a.connect(&format!("/ws?token={}", token("ann")));
+    subscribe(&mut ann, "private:room");
+    // Ann's own join, numbered by Redis like any message.
+    let event = recv_json(&mut ann);
+    assert_eq!(
+        (event["presence"].as_str(), event["user"].as_str()),
+        (Some("join"), Some("ann")),
+        "{event}"
+    );
+    let mut bob = b.connect(&format!("/ws?token={}", token("bob")));
+    subscribe(&mut bob, "private:room");
+    // Bob joined on the other node: Ann hears of it, with the next seq.
+    let event = recv_json(&mut ann);
+    assert_eq!(event["user"], "bob", "{event}");
+    assert_eq!(event["seq"], 2, "{event}");
+    let both = presence_until(&a, "private:room", |p| {
+        p["users"].as_array().is_some_and(|u| u.len() == 2)
+    });
+    assert_eq!(both["connections"], 2, "{both}");
+    // Node B dies without a word: its entry stops counting once it is stale.
+    drop(bob);
+    drop(b);
+    let alone = presence_until(&a, "private:room", |p| {
+        p["users"].as_array().is_some_and(|u| u.len() == 1)
+    });
+    assert_eq!(alone["users"][0]["user"], "ann", "{alone}");
 }

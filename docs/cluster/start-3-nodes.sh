@@ -77,10 +77,10 @@ done
 
 for n in 1 2 3; do
     for _ in $(seq 50); do
-        grep -q '^halley listening:' "$DIR/node$n.log" && break
+        grep -qs '^halley listening:' "$DIR/node$n.log" && break
         sleep 0.1
     done
-    line=$(grep -m1 '^halley listening:' "$DIR/node$n.log") || { echo "node$n did not start: $DIR/node$n.log" >&2; stop; exit 1; }
+    line=$(grep -s -m1 '^halley listening:' "$DIR/node$n.log") || { echo "node$n did not start: $DIR/node$n.log" >&2; stop; exit 1; }
     echo "node$n: $line"
 done
 echo "redis: 127.0.0.1:$REDIS_PORT; logs in $DIR; stop with: $0 stop"

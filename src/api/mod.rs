@@ -467,6 +467,19 @@ fn answer(
             since,
             limit,
         } => (200, history(shared, &channel, since, limit)),
+        ApiRequest::Presence { channel } if shared.hub.keeps_presence(&channel) => {
+            let merged = shared
+                .broker
+                .get()
+                .and_then(|broker| broker.presence_json(publisher, &channel));
+            match merged {
+                Some(body) => (200, body),
+                None => match shared.hub.presence_json(&channel) {
+                    Ok(body) => (200, body),
+                    Err(reason) => (400, serde_json::json!({ "error": reason }).to_string()),
+                },
+            }
+        }
         ApiRequest::Presence { channel } => match shared.hub.presence_json(&channel) {
             Ok(body) => (200, body),
             Err(reason) => (400, serde_json::json!({ "error": reason }).to_string()),

@@ -10,6 +10,7 @@
 //! Workers never wait on Redis: they ask (`Upstream::hold`) and are told (`ready`).
 
 mod link;
+pub mod presence;
 pub mod publisher;
 pub mod target;
 pub mod wire;
@@ -70,11 +71,12 @@ pub struct BrokerCounters {
     pub subscribed: AtomicU64,
 }
 
-/// A WebSocket client's publish, done by the broker thread.
+/// A publish done by the broker thread: a WebSocket client's (answered through
+/// its worker's inbox) or a presence event (`reply_to` none).
 #[derive(Debug)]
 struct ClientPublish {
-    worker: usize,
-    key: usize,
+    /// (worker, connection key).
+    reply_to: Option<(usize, usize)>,
     channel: Box<str>,
     data: Box<str>,
 }
@@ -87,6 +89,8 @@ enum Order {
     Hold(Box<str>),
     Release(Box<str>),
     Publish(ClientPublish),
+    /// This node's presence on the channel changed: write it for the other nodes.
+    Presence(Box<str>),
 }
 
 #[derive(Debug)]
@@ -102,6 +106,8 @@ pub struct Broker {
     wakeup: Condvar,
     /// Relayed messages of channels between their subscribe and their state read.
     buffered: Mutex<HashMap<Box<str>, Buffered>>,
+    /// This process's name in the presence hashes (a fresh epoch-like word).
+    node_id: Box<str>,
     pub counters: BrokerCounters,
 }
 
@@ -116,12 +122,14 @@ impl Broker {
             Target::Single(url) => url.clone(),
             Target::Cluster(seeds) => seeds[0].clone(),
         };
+        let epochs = Epochs::new();
         Broker {
+            node_id: epochs.next(),
             target,
             hub,
             outlets,
             history,
-            epochs: Epochs::new(),
+            epochs,
             state: AtomicU8::new(BrokerState::Connecting as u8),
             slots: RwLock::new(SlotMap::single(&first)),
             orders: Mutex::default(),
@@ -169,8 +177,7 @@ impl Broker {
     /// the worker's inbox.
     pub fn publish_for(&self, worker: usize, key: usize, channel: &str, data: &str) {
         self.order(Order::Publish(ClientPublish {
-            worker,
-            key,
+            reply_to: Some((worker, key)),
             channel: channel.into(),
             data: data.into(),
         }));
@@ -289,6 +296,7 @@ impl Broker {
 
     fn serve(&self, links: &mut [Link]) -> String {
         let mut last_health = Instant::now();
+        let mut last_presence = Instant::now();
         loop {
             if let Some(dead) = links.iter().find(|l| l.is_dead()) {
                 return format!("pub/sub connection to {} closed", dead.url);
@@ -307,6 +315,18 @@ impl Broker {
             };
             if let Err(e) = self.carry_out(links, orders) {
                 return e;
+            }
+            if last_presence.elapsed() >= Duration::from_secs(presence::REFRESH_S) {
+                last_presence = Instant::now();
+                let all = self
+                    .hub
+                    .local_presence()
+                    .into_iter()
+                    .map(|(name, json)| (name, Some(json)))
+                    .collect();
+                if let Err(e) = self.write_presence(links, all) {
+                    return e;
+                }
             }
             if last_health.elapsed() >= HEALTH_EVERY {
                 last_health = Instant::now();
@@ -329,6 +349,7 @@ impl Broker {
         let mut holds: Vec<Box<str>> = Vec::new();
         let mut releases: Vec<Box<str>> = Vec::new();
         let mut publishes: Vec<ClientPublish> = Vec::new();
+        let mut presence: Vec<Box<str>> = Vec::new();
         for order in orders {
             match order {
                 Order::Hold(name) => {
@@ -344,11 +365,46 @@ impl Broker {
                     releases.push(name);
                 }
                 Order::Publish(publish) => publishes.push(publish),
+                Order::Presence(name) => {
+                    if !presence.contains(&name) {
+                        presence.push(name);
+                    }
+                }
             }
         }
         self.hold_all(links, &slots, holds)?;
         self.release_all(links, &slots, releases)?;
-        self.publish_all(links, &slots, publishes)
+        self.publish_all(links, &slots, publishes)?;
+        let changed = presence
+            .into_iter()
+            .map(|name| {
+                let local = self.hub.local_presence_of(&name);
+                (name, local)
+            })
+            .collect();
+        self.write_presence(links, changed)
+    }
+
+    fn write_presence(
+        &self,
+        links: &mut [Link],
+        entries: Vec<(Box<str>, Option<String>)>,
+    ) -> Result<(), String> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let slots = self.slots();
+        let now = unix_now();
+        let mut by: HashMap<usize, Vec<(Box<str>, Option<String>)>> = HashMap::new();
+        for entry in entries {
+            by.entry(slots.shard_of(wire::slot(&entry.0)))
+                .or_default()
+                .push(entry);
+        }
+        for (shard, entries) in by {
+            presence::write(&mut links[shard].commands, &self.node_id, &entries, now)?;
+        }
+        Ok(())
     }
 
     fn hold_all(
@@ -484,10 +540,16 @@ impl Broker {
                         crate::proto::command::error(&format!("publish failed: {e}"))
                     }
                 };
-                self.outlets[publish.worker].published(publish.key, answer);
+                self.answer(publish, answer);
             }
         }
         Ok(())
+    }
+
+    fn answer(&self, publish: &ClientPublish, answer: String) {
+        if let Some((worker, key)) = publish.reply_to {
+            self.outlets[worker].published(key, answer);
+        }
     }
 
     /// Redis is unreachable: the message reaches this node's subscribers only.
@@ -501,7 +563,22 @@ impl Broker {
             }
             Err(_) => crate::proto::command::error(crate::pubsub::hub::TOO_MANY_CHANNELS),
         };
-        self.outlets[publish.worker].published(publish.key, answer);
+        self.answer(publish, answer);
+    }
+
+    /// `GET /api/presence` with the broker: every live node's entry, merged.
+    pub fn presence_json(
+        &self,
+        publisher: &mut publisher::Publisher,
+        name: &str,
+    ) -> Option<String> {
+        if self.state() == BrokerState::Down {
+            return None;
+        }
+        let slots = self.slots();
+        let conn = publisher.connection(&slots, name).ok()?;
+        let entries = presence::read(conn, name).ok()?;
+        Some(presence::merge(name, &entries, unix_now()))
     }
 }
 
@@ -521,6 +598,26 @@ impl Upstream for Broker {
             self.order(Order::Release(channel.into()));
         }
     }
+
+    fn publish_event(&self, channel: &str, data: String) {
+        self.order(Order::Publish(ClientPublish {
+            reply_to: None,
+            channel: channel.into(),
+            data: data.into(),
+        }));
+    }
+
+    fn presence_changed(&self, channel: &str) {
+        if self.is_up() {
+            self.order(Order::Presence(channel.into()));
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn by_shard(slots: &SlotMap, names: Vec<Box<str>>) -> Vec<(usize, Vec<Box<str>>)> {

@@ -149,6 +149,23 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
+    /// The connection to the shard that owns `channel`, opened if need be.
+    pub fn connection(
+        &mut self,
+        slots: &SlotMap,
+        channel: &str,
+    ) -> Result<&mut Connection, String> {
+        if self.slots.as_ref() != Some(slots) {
+            self.slots = Some(slots.clone());
+            self.conns = (0..slots.shards.len()).map(|_| None).collect();
+        }
+        let slot = &mut self.conns[slots.shard_of(wire::slot(channel))];
+        if slot.is_none() {
+            *slot = Some(connect(&slots.shards[slots.shard_of(wire::slot(channel))])?);
+        }
+        Ok(slot.as_mut().expect("connected"))
+    }
+
     /// Publishes one message through the shard that owns its channel.
     pub fn publish(
         &mut self,

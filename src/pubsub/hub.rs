@@ -279,10 +279,35 @@ impl Hub {
             .get_or_insert_with(Box::default)
             .join(user, info);
         if let (Change::Joined, Some(user), true) = (change, user, self.presence_events) {
-            let name = &channel.name;
-            self.push_locked(channel, &mut state, |seq| {
-                presence::event(name, seq, "join", user, info)
-            });
+            self.presence_event(channel, &mut state, "join", user, info);
+        }
+        drop(state);
+        self.presence_changed(&channel.name);
+    }
+
+    /// A join or leave event: numbered here, or with the broker published through
+    /// Redis like any message, so that every node's subscribers see it in order.
+    fn presence_event(
+        &self,
+        channel: &Arc<Channel>,
+        state: &mut ChannelState,
+        kind: &str,
+        user: &str,
+        info: Option<&str>,
+    ) {
+        if let Some(upstream) = self.upstream.get().filter(|u| u.is_up()) {
+            upstream.publish_event(&channel.name, remote::presence_data(kind, user, info));
+            return;
+        }
+        let name = &channel.name;
+        self.push_locked(channel, state, |seq| {
+            presence::event(name, seq, kind, user, info)
+        });
+    }
+
+    fn presence_changed(&self, name: &str) {
+        if let Some(upstream) = self.upstream.get() {
+            upstream.presence_changed(name);
         }
     }
 
@@ -298,6 +323,8 @@ impl Hub {
             state.presence = None;
         }
         self.watch(channel, &mut state);
+        drop(state);
+        self.presence_changed(&channel.name);
     }
 
     /// `GET /api/presence`: who is connected to `name`, or why it cannot say.
@@ -330,11 +357,12 @@ impl Hub {
         if presence.is_empty() {
             state.presence = None;
         }
+        if !gone.is_empty() {
+            self.presence_changed(&channel.name);
+        }
         if self.presence_events && state.workers != 0 {
             for user in gone {
-                self.push_locked(channel, state, |seq| {
-                    presence::event(&channel.name, seq, "leave", &user, None)
-                });
+                self.presence_event(channel, state, "leave", &user, None);
             }
         }
     }

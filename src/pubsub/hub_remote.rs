@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::{AttachError, Channel, Hub};
 use crate::proto::command;
+use crate::pubsub::presence;
 use crate::pubsub::publication::Upstream;
 
 /// Where a channel stands in Redis: what `Hub::synced` applies.
@@ -99,7 +100,7 @@ impl Hub {
             state.workers |= waiting;
             if self.limits.size > 0 {
                 for (seq, age, data) in standing.log {
-                    let payload = Bytes::from(command::push(name, seq, &data));
+                    let payload = Bytes::from(push_of(name, seq, &data));
                     let at = now.saturating_sub(age);
                     state.history.push(seq, at, payload, self.limits.size);
                 }
@@ -145,7 +146,7 @@ impl Hub {
         let gap = seq > state.last_seq + 1;
         self.published_total
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.hand_off(&channel, &mut state, seq, command::push(name, seq, data));
+        self.hand_off(&channel, &mut state, seq, push_of(name, seq, data));
         if gap {
             Relay::AfterGap
         } else {
@@ -176,6 +177,41 @@ impl Hub {
         channel.state().last_seq
     }
 
+    /// This node's presence on every channel that keeps it and has someone here:
+    /// what the broker writes to Redis for the other nodes. Visits every channel.
+    pub fn local_presence(&self) -> Vec<(Box<str>, String)> {
+        let channels: Vec<Arc<Channel>> = self
+            .channels
+            .read()
+            .expect("hub lock")
+            .values()
+            .filter(|c| c.keeps_presence)
+            .cloned()
+            .collect();
+        channels
+            .into_iter()
+            .filter_map(|c| {
+                let state = c.state();
+                let json = state.presence.as_ref()?.json(&c.name);
+                Some((c.name.clone(), json))
+            })
+            .collect()
+    }
+
+    /// This node's presence on `name` (`None`: nobody here).
+    pub fn local_presence_of(&self, name: &str) -> Option<String> {
+        let channel = self.find(name)?;
+        let state = channel.state();
+        state.presence.as_ref().map(|p| p.json(name))
+    }
+
+    /// Whether `name` keeps presence (`--presence-channels`).
+    pub fn keeps_presence(&self, name: &str) -> bool {
+        self.presence_prefixes
+            .iter()
+            .any(|p| name.starts_with(&**p))
+    }
+
     /// Channels waiting for the broker now.
     pub fn syncing_count(&self) -> usize {
         self.syncing.lock().expect("sync lock").len()
@@ -194,5 +230,41 @@ impl Hub {
 impl From<super::TooManyChannels> for AttachError {
     fn from(_: super::TooManyChannels) -> AttachError {
         AttachError::TooManyChannels
+    }
+}
+
+/// A presence event as it crosses Redis: `!` then the event's fields, which no
+/// JSON data can start with, so that a node rebuilds the event and not a push.
+pub fn presence_data(kind: &str, user: &str, info: Option<&str>) -> String {
+    let event = presence::event("", 0, kind, user, info);
+    let text = String::from_utf8(event).expect("the event is JSON text");
+    // `{"channel":"","seq":0,` is rebuilt by `push_of` with the real values.
+    let fields = text
+        .split_once(",\"presence\"")
+        .map_or("", |(_, rest)| rest);
+    format!("!\"presence\"{fields}")
+}
+
+/// The bytes a node sends for message `seq` of `name`: a push, or a presence event.
+fn push_of(name: &str, seq: u64, data: &str) -> Vec<u8> {
+    match data.strip_prefix('!') {
+        Some(fields) => format!("{{\"channel\":\"{name}\",\"seq\":{seq},{fields}").into_bytes(),
+        None => command::push(name, seq, data),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presence_events_cross_redis_unchanged() {
+        let data = presence_data("join", "ann", Some(r#"{"n":1}"#));
+        assert!(data.starts_with('!'));
+        assert_eq!(
+            push_of("room", 7, &data),
+            presence::event("room", 7, "join", "ann", Some(r#"{"n":1}"#))
+        );
+        assert_eq!(push_of("c", 1, "{}"), command::push("c", 1, "{}"));
     }
 }

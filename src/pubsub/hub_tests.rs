@@ -141,6 +141,10 @@ mod remote {
         fn release(&self, channel: &str) {
             self.0.lock().unwrap().push(format!("release {channel}"));
         }
+        fn publish_event(&self, channel: &str, _: String) {
+            self.0.lock().unwrap().push(format!("event {channel}"));
+        }
+        fn presence_changed(&self, _: &str) {}
     }
 
     fn standing(epoch: &str, last_seq: u64, log: &[u64]) -> Standing {

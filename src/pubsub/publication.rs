@@ -39,4 +39,9 @@ pub trait Upstream: Send + Sync + fmt::Debug {
     fn hold(&self, channel: &str);
     /// This node no longer holds `channel`.
     fn release(&self, channel: &str);
+    /// Publish `data` (a presence event, `hub::remote::presence_data`) to `channel`
+    /// through Redis.
+    fn publish_event(&self, channel: &str, data: String);
+    /// Who is connected to `channel` on this node changed.
+    fn presence_changed(&self, channel: &str);
 }

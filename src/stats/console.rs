@@ -126,9 +126,14 @@ pub fn format_line(line: &Line<'_>) -> String {
         bytes(line.heap),
     );
     if let Some(state) = line.broker {
-        let shown = if state == "up" { "up" } else { "DOWN" };
-        out.push_str(" | redis ");
-        out.push_str(if state == "connecting" { "..." } else { shown });
+        let shown = match state {
+            "up" => " | redis up",
+            "connecting" => " | redis ...",
+            _ => " | redis DOWN",
+        };
+        if out.len() + shown.len() <= 100 {
+            out.push_str(shown);
+        }
     }
     let limited = format!(" | lim {}", compact(line.limited));
     if line.limited > 0 && out.len() + limited.len() <= 100 {

@@ -76,12 +76,6 @@ families! {
         "Source addresses counted for --max-connections-per-ip now.";
     API_UNAUTHORIZED: "halley_api_unauthorized_total", Counter,
         "API requests answered 401 for a missing or wrong API key.";
-    WORKER_EVENTS: "halley_worker_events_total", Counter,
-        "Readiness events handled, by worker.";
-    MEMORY_RESIDENT: "halley_memory_resident_bytes", Gauge,
-        "Resident set size of the process (VmRSS).";
-    MEMORY_ALLOCATED: "halley_memory_allocated_bytes", Gauge,
-        "Bytes allocated by the application through jemalloc.";
     BROKER_UP: "halley_broker_up", Gauge,
         "1 while the Redis broker is reachable, 0 while it is not (only with --broker).";
     BROKER_PING: "halley_broker_ping_microseconds", Gauge,
@@ -100,6 +94,12 @@ families! {
         "Channel states read from Redis (a first subscriber here, or a resync).";
     BROKER_RECONNECTS: "halley_broker_reconnects_total", Counter,
         "Times the broker came back after Redis was unreachable.";
+    WORKER_EVENTS: "halley_worker_events_total", Counter,
+        "Readiness events handled, by worker.";
+    MEMORY_RESIDENT: "halley_memory_resident_bytes", Gauge,
+        "Resident set size of the process (VmRSS).";
+    MEMORY_ALLOCATED: "halley_memory_allocated_bytes", Gauge,
+        "Bytes allocated by the application through jemalloc.";
 }
 
 #[cfg(test)]

@@ -101,6 +101,7 @@ mod tests {
             "token_expired_closes_total",
             "refreshes_total",
             "workers",
+            "broker",
         ];
         expected.sort();
         assert_eq!(keys, expected);
