@@ -81,6 +81,9 @@ struct ClientPublish {
     data: Box<str>,
 }
 
+/// A channel and this node's presence on it (none: nobody here now).
+type PresenceEntry = (Box<str>, Option<String>);
+
 /// Relayed messages held for one channel: (seq, data).
 type Buffered = Vec<(u64, String)>;
 
@@ -388,14 +391,14 @@ impl Broker {
     fn write_presence(
         &self,
         links: &mut [Link],
-        entries: Vec<(Box<str>, Option<String>)>,
+        entries: Vec<PresenceEntry>,
     ) -> Result<(), String> {
         if entries.is_empty() {
             return Ok(());
         }
         let slots = self.slots();
         let now = unix_now();
-        let mut by: HashMap<usize, Vec<(Box<str>, Option<String>)>> = HashMap::new();
+        let mut by: HashMap<usize, Vec<PresenceEntry>> = HashMap::new();
         for entry in entries {
             by.entry(slots.shard_of(wire::slot(&entry.0)))
                 .or_default()
