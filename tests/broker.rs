@@ -44,13 +44,30 @@ fn a_publish_on_one_node_reaches_every_node_once_in_order() {
     for ws in &mut subscribers {
         assert_eq!(subscribe(ws, "news"), 0);
     }
+    // Joined by the upgrade URL, on a node that does not hold the channel yet: the
+    // join waits for the sync, silently.
+    let mut by_url = nodes[2].connect("/ws?subscribe=news,other");
+    let mut joined = false;
+    for _ in 0..250 {
+        let stats = nodes[2].stats();
+        if stats["broker"]["syncs_total"] == 2 && stats["broker"]["syncing"] == 0 {
+            joined = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        joined,
+        "the URL's channels were synced: {}",
+        nodes[2].stats()
+    );
     let mut publisher = nodes[0].publisher();
     for n in 1..=200 {
         assert_eq!(publisher.publish_ok("news", &data(n)), n);
     }
     // A last message from another node: nothing may come between 200 and it.
     assert_eq!(nodes[2].publisher().publish_ok("news", &data(201)), 201);
-    for ws in &mut subscribers {
+    for ws in subscribers.iter_mut().chain([&mut by_url]) {
         for n in 1..=201 {
             expect_push(ws, "news", n, &data(n));
         }

@@ -8,6 +8,7 @@ use std::collections::{HashMap, VecDeque};
 
 use super::connection::{Flags, Phase, Transport};
 use super::Worker;
+use crate::proto::query::Wanted;
 use crate::pubsub::hub::Channel;
 
 /// The reason `join` gives when the connection now waits for the broker.
@@ -15,13 +16,22 @@ pub(super) const SYNCING: &str = "channel syncing";
 /// Commands a stalled WebSocket may queue; past it, close 1013.
 const MAX_QUEUED_COMMANDS: usize = 64;
 
+/// What a stalled WebSocket does next, in order.
+#[derive(Debug)]
+enum Queued {
+    /// A command frame's payload.
+    Command(Box<[u8]>),
+    /// A channel its upgrade URL named (`?subscribe=`).
+    UrlJoin(Wanted),
+}
+
 /// What the stalled connections of one worker wait on.
 #[derive(Debug, Default)]
 pub(super) struct Stalls {
     /// Channel name -> the connections waiting on it.
     waiting: HashMap<Box<str>, Vec<usize>>,
     /// A stalled WebSocket's commands, the stalling one first.
-    commands: HashMap<usize, VecDeque<Box<[u8]>>>,
+    commands: HashMap<usize, VecDeque<Queued>>,
     /// Connections with a `publish` the broker has not answered yet.
     publishes: HashMap<usize, u32>,
 }
@@ -47,12 +57,21 @@ impl Worker {
 
     /// Queues a command of a stalled WebSocket, in arrival order.
     pub(super) fn queue_command(&mut self, key: usize, payload: &[u8]) {
+        self.queue(key, Queued::Command(payload.into()));
+    }
+
+    /// Queues a join its upgrade URL asked for.
+    pub(super) fn queue_url_join(&mut self, key: usize, want: Wanted) {
+        self.queue(key, Queued::UrlJoin(want));
+    }
+
+    fn queue(&mut self, key: usize, next: Queued) {
         let queue = self.stalls.commands.entry(key).or_default();
         if queue.len() >= MAX_QUEUED_COMMANDS {
             self.close_with(key, 1013, "too many commands while a channel syncs");
             return;
         }
-        queue.push_back(payload.into());
+        queue.push_back(next);
     }
 
     /// The hub synced `channel`: every connection that waited on it runs again.
@@ -70,15 +89,16 @@ impl Worker {
             let conn = &self.conns[key];
             if conn.transport == Transport::WebSocket && conn.phase == Phase::Open {
                 let commands = self.stalls.commands.remove(&key).unwrap_or_default();
-                for command in commands {
+                for next in commands {
                     if self.is_stalled(key) {
-                        self.stalls
-                            .commands
-                            .entry(key)
-                            .or_default()
-                            .push_back(command);
+                        self.stalls.commands.entry(key).or_default().push_back(next);
                     } else if self.is_live(key) {
-                        self.on_command(key, &command);
+                        match next {
+                            Queued::Command(payload) => self.on_command(key, &payload),
+                            Queued::UrlJoin(want) => {
+                                self.join_from_url(key, &want);
+                            }
+                        }
                     }
                 }
             } else {
