@@ -300,3 +300,16 @@ fn presence_spans_the_nodes_and_a_dead_node_drops_out() {
     });
     assert_eq!(alone["users"][0]["user"], "ann", "{alone}");
 }
+
+#[test]
+fn a_redis_with_a_password_works_and_the_password_is_not_shown() {
+    let redis = Redis::start_with_password("s3cret-pw");
+    let (a, b) = (node(&redis.url()), node(&redis.url()));
+    let mut ws = b.connect("/ws");
+    subscribe(&mut ws, "guarded");
+    a.publisher().publish_ok("guarded", &data(1));
+    expect_push(&mut ws, "guarded", 1, &data(1));
+    let stats = b.stats();
+    let url = stats["broker"]["url"].as_str().unwrap();
+    assert!(!url.contains("s3cret-pw") && url.contains("***"), "{url}");
+}

@@ -68,6 +68,19 @@ impl Link {
             .set_write_timeout(Some(IO_TIMEOUT))
             .map_err(|e| e.to_string())?;
         let _ = writer.set_nodelay(true);
+        // The pub/sub connection authenticates like the command one (its reply
+        // reaches the reader, which ignores it; a refusal shows as no confirmation).
+        let settings = info.redis_settings();
+        if let Some(password) = settings.password() {
+            let mut auth = redis::cmd("AUTH");
+            if let Some(user) = settings.username() {
+                auth.arg(user);
+            }
+            auth.arg(password);
+            (&writer)
+                .write_all(&auth.get_packed_command())
+                .map_err(|e| e.to_string())?;
+        }
         let reading = writer.try_clone().map_err(|e| e.to_string())?;
         let confirmations = Arc::new(Confirmations::default());
         let dead = Arc::new(AtomicBool::new(false));

@@ -43,18 +43,33 @@ impl Target {
     }
 }
 
+/// Shown in logs and /api/stats: a password in the URL is replaced by `***`.
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Target::Single(url) => f.write_str(url),
+            Target::Single(url) => f.write_str(&redacted(url)),
             Target::Cluster(seeds) => {
-                let hosts: Vec<&str> = seeds
+                let hosts: Vec<String> = seeds
                     .iter()
-                    .map(|s| s.trim_start_matches("redis://"))
+                    .map(|s| redacted(s).trim_start_matches("redis://").to_string())
                     .collect();
                 write!(f, "redis-cluster://{}", hosts.join(","))
             }
         }
+    }
+}
+
+/// `redis://user:secret@host` -> `redis://user:***@host`.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.rsplit_once('@') {
+        Some((credentials, host)) => {
+            let user = credentials.split_once(':').map_or("", |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_string(),
     }
 }
 
@@ -146,6 +161,8 @@ mod tests {
         assert_eq!(cluster.to_string(), "redis-cluster://a:1,b:2");
         assert!(Target::parse("http://x").unwrap_err().contains("expected"));
         assert!(Target::parse("redis-cluster://").is_err());
+        let secret = Target::parse("redis://:hunter2@127.0.0.1:6379").unwrap();
+        assert_eq!(secret.to_string(), "redis://:***@127.0.0.1:6379");
     }
 
     #[test]

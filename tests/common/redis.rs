@@ -15,6 +15,7 @@ pub struct Redis {
     pub port: u16,
     dir: PathBuf,
     cluster: bool,
+    password: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -38,6 +39,22 @@ impl Redis {
             port,
             dir,
             cluster,
+            password: None,
+        };
+        redis.spawn();
+        redis
+    }
+
+    /// One that requires `password` (`requirepass`).
+    pub fn start_with_password(password: &str) -> Redis {
+        let dir = std::env::temp_dir().join(format!("halley-redis-{}-pw", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        let mut redis = Redis {
+            child: None,
+            port: free_port(),
+            dir,
+            cluster: false,
+            password: Some(password.to_string()),
         };
         redis.spawn();
         redis
@@ -50,6 +67,9 @@ impl Redis {
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir);
+        if let Some(password) = &self.password {
+            command.args(["--requirepass", password]);
+        }
         if self.cluster {
             command.args([
                 "--cluster-enabled",
@@ -77,7 +97,10 @@ impl Redis {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// `redis-cli -p PORT args...`'s output.
@@ -85,11 +108,12 @@ impl Redis {
         if TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             return String::new();
         }
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli");
+        let mut command = Command::new("redis-cli");
+        command.args(["-p", &self.port.to_string()]);
+        if let Some(password) = &self.password {
+            command.args(["--no-auth-warning", "-a", password]);
+        }
+        let out = command.args(args).output().expect("redis-cli");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
