@@ -142,6 +142,10 @@ pub struct ServeArgs {
     /// Send join and leave events to the subscribers of presence channels [default: false]
     #[arg(long, env = "HALLEY_PRESENCE_EVENTS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub presence_events: Option<bool>,
+    /// Share channels with other nodes through Redis: redis://HOST:PORT, or
+    /// redis-cluster://HOST:PORT,HOST:PORT,... (sharded pub/sub, Redis 7+) [default: none, standalone]
+    #[arg(long, env = "HALLEY_BROKER", value_name = "URL")]
+    pub broker: Option<String>,
 }
 
 /// `private:,room:` → its prefixes; `*` stands for every channel.
@@ -201,6 +205,8 @@ pub struct Config {
     pub api_key: Option<&'static str>,
     pub api_request_timeout_s: u32,
     pub api_idle_timeout_s: u32,
+    /// `--broker`, checked and leaked like `allow_origin`; none = standalone.
+    pub broker: Option<&'static crate::broker::target::Target>,
 }
 
 /// Facts about the machine that the defaults depend on.
@@ -294,6 +300,12 @@ impl Config {
                     .unwrap_or("private:"),
             )),
             presence_events: pick!(presence_events, false),
+            broker: match cli.broker.as_deref().or(file.broker.as_deref()) {
+                Some(url) => Some(&*Box::leak(Box::new(crate::broker::target::Target::parse(
+                    url,
+                )?))),
+                None => None,
+            },
             api_key: match cli.api_key_file.as_ref().or(file.api_key_file.as_ref()) {
                 Some(path) => Some(&*Box::leak(read_api_key(path)?.into_boxed_str())),
                 None => None,
@@ -504,6 +516,6 @@ mod tests {
             assert_eq!(env.as_deref(), Some(&*expected), "--{long}");
             options += 1;
         }
-        assert_eq!(options, 34);
+        assert_eq!(options, 35);
     }
 }

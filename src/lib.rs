@@ -6,6 +6,7 @@ pub mod accept;
 pub mod admission;
 pub mod api;
 pub mod auth;
+pub mod broker;
 pub mod config;
 pub mod limits;
 pub mod proto;

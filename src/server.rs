@@ -13,10 +13,12 @@ use signal_hook::iterator::Signals;
 
 use crate::accept::{self, Acceptor};
 use crate::api::{Api, ApiTimeouts};
+use crate::broker::Broker;
 use crate::config::{Config, FD_MARGIN};
 use crate::limits;
 use crate::pubsub::hub::Hub;
-use crate::pubsub::publication::Outlet;
+use crate::pubsub::publication::{Outlet, Upstream};
+
 use crate::stats::{console, Shared};
 use crate::worker::inbox::{Inbox, Mail};
 use crate::worker::{Worker, WAKER};
@@ -93,7 +95,22 @@ pub fn start(config: &Config) -> Result<Running, String> {
             .with_max_channels(config.max_channels)
             .with_presence(config.presence_channels, config.presence_events),
     );
-    let shared = Arc::new(Shared::new(hub, config.workers));
+    let shared = Arc::new(Shared::new(Arc::clone(&hub), config.workers));
+    if let Some(target) = config.broker {
+        let outlets = inboxes
+            .iter()
+            .map(|inbox| Arc::clone(inbox) as Arc<dyn Outlet>)
+            .collect();
+        let broker = Arc::new(Broker::new(target.clone(), hub, outlets, config.history));
+        shared
+            .hub
+            .set_upstream(Arc::clone(&broker) as Arc<dyn Upstream>);
+        let _ = shared.broker.set(Arc::clone(&broker));
+        spawn("halley-broker", move || {
+            broker.run();
+            Ok(())
+        })?;
+    }
 
     let workers = start_workers(*config, polls, &inboxes, &shared)?;
     let (acceptor, stop_accepting) = Acceptor::new(

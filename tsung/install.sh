@@ -1,7 +1,8 @@
 #!/bin/sh
 # Install tsung 1.7.0 (Debian bookworm package) if it is not already there, with
 # what tsung/run.sh needs beside it: iproute2 (ip netns) and python3 (the verdict),
-# and the Debian python3-prometheus-client that tests/metrics.rs parses /metrics with.
+# the Debian python3-prometheus-client that tests/metrics.rs parses /metrics with, and
+# redis-server and redis-tools for tests/broker.rs (a real Redis and a 3-shard cluster).
 # Usage: tsung/install.sh        (as root; used by CI before tsung/run.sh)
 #
 # The package pulls ~650 MB (erlang, gnuplot, libtemplate-perl, matplotlib) and takes
@@ -15,6 +16,8 @@ command -v tsung >/dev/null 2>&1 && [ -x /usr/lib/x86_64-linux-gnu/tsung/bin/tsu
 command -v ip >/dev/null 2>&1 || packages="$packages iproute2"
 command -v python3 >/dev/null 2>&1 || packages="$packages python3"
 /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || packages="$packages python3-prometheus-client"  # tests/metrics.rs
+command -v redis-server >/dev/null 2>&1 || packages="$packages redis-server"  # tests/broker.rs
+command -v redis-cli >/dev/null 2>&1 || packages="$packages redis-tools"  # tests/broker.rs (cluster create)
 if [ -z "$packages" ]; then
     echo "tsung already installed: $(tsung -v 2>/dev/null)"
     exit 0

@@ -15,6 +15,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::broker::publisher::{publish_through, Publisher};
 use crate::proto::poll;
 use crate::pubsub::hub::TOO_MANY_CHANNELS;
 use crate::stats::snapshot::Snapshot;
@@ -89,6 +90,8 @@ pub struct Api {
     /// Connections that used up their reads for a turn with bytes maybe left.
     resume: Vec<usize>,
     streams: Streams,
+    /// With `--broker`: this thread's connections to Redis.
+    publisher: Publisher,
 }
 
 /// The stats streams: how many are open, and the feed that frames their events.
@@ -122,6 +125,7 @@ impl Api {
             timeouts,
             resume: Vec::new(),
             streams: Streams::default(),
+            publisher: Publisher::default(),
         })
     }
 
@@ -249,6 +253,7 @@ impl Api {
                 &self.shared,
                 &self.inboxes,
                 &mut self.streams,
+                &mut self.publisher,
                 now,
             );
             if !flush(conn, now) {
@@ -349,6 +354,7 @@ fn answer_complete(
     shared: &Shared,
     inboxes: &[Arc<Inbox>],
     streams: &mut Streams,
+    publisher: &mut Publisher,
     now: Instant,
 ) {
     let mut pos = 0;
@@ -399,7 +405,7 @@ fn answer_complete(
                     }
                     request => {
                         let content_type = request.content_type();
-                        let (status, body) = answer(shared, inboxes, request);
+                        let (status, body) = answer(shared, inboxes, publisher, request);
                         conn.output.extend_from_slice(&request::response_as(
                             status,
                             content_type,
@@ -422,9 +428,28 @@ fn refusal_body(reason: &str) -> String {
     serde_json::json!({ "error": reason }).to_string()
 }
 
-fn answer(shared: &Shared, inboxes: &[Arc<Inbox>], request: ApiRequest) -> (u16, String) {
+fn answer(
+    shared: &Shared,
+    inboxes: &[Arc<Inbox>],
+    publisher: &mut Publisher,
+    request: ApiRequest,
+) -> (u16, String) {
     match request {
         ApiRequest::Publish { channel, data } => {
+            if let Some(broker) = shared.broker.get() {
+                if let Some((seq, epoch)) = publish_through(broker, publisher, &channel, &data) {
+                    return (
+                        200,
+                        format!(
+                            "{{\"channel\":\"{channel}\",\"seq\":{seq},\"epoch\":\"{epoch}\"}}"
+                        ),
+                    );
+                }
+                broker
+                    .counters
+                    .published_locally
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             let Ok((published, seq)) = shared.hub.publish(&channel, &data) else {
                 return (
                     503,
@@ -442,6 +467,19 @@ fn answer(shared: &Shared, inboxes: &[Arc<Inbox>], request: ApiRequest) -> (u16,
             since,
             limit,
         } => (200, history(shared, &channel, since, limit)),
+        ApiRequest::Presence { channel } if shared.hub.keeps_presence(&channel) => {
+            let merged = shared
+                .broker
+                .get()
+                .and_then(|broker| broker.presence_json(publisher, &channel));
+            match merged {
+                Some(body) => (200, body),
+                None => match shared.hub.presence_json(&channel) {
+                    Ok(body) => (200, body),
+                    Err(reason) => (400, serde_json::json!({ "error": reason }).to_string()),
+                },
+            }
+        }
         ApiRequest::Presence { channel } => match shared.hub.presence_json(&channel) {
             Ok(body) => (200, body),
             Err(reason) => (400, serde_json::json!({ "error": reason }).to_string()),

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use super::epoch::Epochs;
 use super::history::{CatchUp, History};
 use super::presence::{self, Change, Presence};
-use super::publication::{Outlet, Publication};
+use super::publication::{Outlet, Publication, Upstream};
 use crate::proto::command;
 
 /// Dense id of a channel, so that per-connection and per-worker state stays small.
@@ -92,6 +92,15 @@ pub struct TooManyChannels;
 /// The reason a client is given (an error reply, close 1013, or 503).
 pub const TOO_MANY_CHANNELS: &str = "too many channels";
 
+/// Why a worker could not attach to a channel now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachError {
+    TooManyChannels,
+    /// The broker is reading where the channel stands; the worker is told when it
+    /// may attach (`Outlet::ready`).
+    Syncing,
+}
+
 /// The history API's answer.
 #[derive(Debug)]
 pub struct Backlog {
@@ -118,6 +127,10 @@ pub struct Hub {
     /// `--presence-channels` and `--presence-events`.
     presence_prefixes: &'static [Box<str>],
     presence_events: bool,
+    /// `--broker`: where channels are numbered and relayed between nodes.
+    upstream: std::sync::OnceLock<Arc<dyn Upstream>>,
+    /// Channels the broker is syncing, with the workers waiting on each (bit i).
+    syncing: Mutex<HashMap<Box<str>, u64>>,
 }
 
 impl Hub {
@@ -135,6 +148,8 @@ impl Hub {
             started: Instant::now(),
             presence_prefixes: &[],
             presence_events: false,
+            upstream: std::sync::OnceLock::new(),
+            syncing: Mutex::default(),
         }
     }
 
@@ -164,6 +179,15 @@ impl Hub {
     /// The channel of that (already validated) name, created on first use unless
     /// `--max-channels` exist.
     fn channel(&self, name: &str) -> Result<Arc<Channel>, TooManyChannels> {
+        self.channel_with_epoch(name, None)
+    }
+
+    /// The same, made with `epoch` (the broker's) rather than a new one.
+    fn channel_with_epoch(
+        &self,
+        name: &str,
+        epoch: Option<&str>,
+    ) -> Result<Arc<Channel>, TooManyChannels> {
         if let Some(found) = self.find(name) {
             return Ok(found);
         }
@@ -178,7 +202,7 @@ impl Hub {
         let channel = Arc::new(Channel {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             name: name.into(),
-            epoch: self.epochs.next(),
+            epoch: epoch.map_or_else(|| self.epochs.next(), Into::into),
             keeps_presence: self
                 .presence_prefixes
                 .iter()
@@ -214,9 +238,21 @@ impl Hub {
         state: &mut ChannelState,
         payload: impl FnOnce(u64) -> Vec<u8>,
     ) -> u64 {
-        state.last_seq += 1;
-        let seq = state.last_seq;
-        let payload = Bytes::from(payload(seq));
+        let seq = state.last_seq + 1;
+        self.hand_off(channel, state, seq, payload(seq));
+        seq
+    }
+
+    /// Keeps message `seq` (above `last_seq`) and hands it to the workers.
+    fn hand_off(
+        &self,
+        channel: &Arc<Channel>,
+        state: &mut ChannelState,
+        seq: u64,
+        payload: Vec<u8>,
+    ) {
+        state.last_seq = seq;
+        let payload = Bytes::from(payload);
         if self.limits.size > 0 {
             state
                 .history
@@ -232,7 +268,6 @@ impl Hub {
             }
         }
         self.watch(channel, state);
-        seq
     }
 
     /// A connection (of `user`, if it has a token) joined a presence channel the
@@ -244,10 +279,35 @@ impl Hub {
             .get_or_insert_with(Box::default)
             .join(user, info);
         if let (Change::Joined, Some(user), true) = (change, user, self.presence_events) {
-            let name = &channel.name;
-            self.push_locked(channel, &mut state, |seq| {
-                presence::event(name, seq, "join", user, info)
-            });
+            self.presence_event(channel, &mut state, "join", user, info);
+        }
+        drop(state);
+        self.presence_changed(&channel.name);
+    }
+
+    /// A join or leave event: numbered here, or with the broker published through
+    /// Redis like any message, so that every node's subscribers see it in order.
+    fn presence_event(
+        &self,
+        channel: &Arc<Channel>,
+        state: &mut ChannelState,
+        kind: &str,
+        user: &str,
+        info: Option<&str>,
+    ) {
+        if let Some(upstream) = self.upstream.get().filter(|u| u.is_up()) {
+            upstream.publish_event(&channel.name, remote::presence_data(kind, user, info));
+            return;
+        }
+        let name = &channel.name;
+        self.push_locked(channel, state, |seq| {
+            presence::event(name, seq, kind, user, info)
+        });
+    }
+
+    fn presence_changed(&self, name: &str) {
+        if let Some(upstream) = self.upstream.get() {
+            upstream.presence_changed(name);
         }
     }
 
@@ -263,6 +323,8 @@ impl Hub {
             state.presence = None;
         }
         self.watch(channel, &mut state);
+        drop(state);
+        self.presence_changed(&channel.name);
     }
 
     /// `GET /api/presence`: who is connected to `name`, or why it cannot say.
@@ -295,11 +357,12 @@ impl Hub {
         if presence.is_empty() {
             state.presence = None;
         }
+        if !gone.is_empty() {
+            self.presence_changed(&channel.name);
+        }
         if self.presence_events && state.workers != 0 {
             for user in gone {
-                self.push_locked(channel, state, |seq| {
-                    presence::event(&channel.name, seq, "leave", &user, None)
-                });
+                self.presence_event(channel, state, "leave", &user, None);
             }
         }
     }
@@ -312,9 +375,14 @@ impl Hub {
         name: &str,
         worker: usize,
         position: Position<'_>,
-    ) -> Result<Joined, TooManyChannels> {
+    ) -> Result<Joined, AttachError> {
+        if self.find(name).is_none() && self.wait_for_sync(name, worker) {
+            return Err(AttachError::Syncing);
+        }
         loop {
-            let channel = self.channel(name)?;
+            let channel = self
+                .channel(name)
+                .map_err(|_| AttachError::TooManyChannels)?;
             let mut state = channel.state();
             if state.removed {
                 continue;
@@ -431,6 +499,9 @@ impl Hub {
             .is_some_and(|c| Arc::ptr_eq(c, channel))
         {
             channels.remove(&channel.name);
+            if let Some(upstream) = self.upstream.get() {
+                upstream.release(&channel.name);
+            }
         }
     }
 
@@ -453,6 +524,9 @@ fn catch_up(channel: &Channel, state: &ChannelState, position: Position<'_>, upt
     let same_epoch = position.epoch.is_none_or(|e| e == &*channel.epoch);
     state.history.catch_up(position.since, same_epoch, upto)
 }
+
+#[path = "hub_remote.rs"]
+pub mod remote;
 
 #[cfg(test)]
 #[path = "hub_tests.rs"]

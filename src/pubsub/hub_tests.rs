@@ -9,6 +9,8 @@ impl Outlet for Recorder {
     fn deliver(&self, publication: Publication) {
         self.0.lock().unwrap().push(publication.seq);
     }
+    fn ready(&self, _: Arc<crate::pubsub::hub::Channel>) {}
+    fn published(&self, _: usize, _: String) {}
 }
 
 fn hub(size: usize, ttl_s: u32) -> (Hub, Arc<Recorder>) {
@@ -118,4 +120,96 @@ fn history_keeps_a_channel_until_it_expires() {
     hub.sweep(); // a TTL of 0 expires everything at once
     assert_eq!(hub.channel_count(), 0);
     assert!(hub.backlog("c", 0, 10).is_none());
+}
+
+mod remote {
+    use super::*;
+    use crate::pubsub::hub::remote::{Relay, Standing};
+    use crate::pubsub::hub::AttachError;
+    use crate::pubsub::publication::Upstream;
+
+    #[derive(Debug, Default)]
+    struct FakeBroker(Mutex<Vec<String>>);
+
+    impl Upstream for FakeBroker {
+        fn is_up(&self) -> bool {
+            true
+        }
+        fn hold(&self, channel: &str) {
+            self.0.lock().unwrap().push(format!("hold {channel}"));
+        }
+        fn release(&self, channel: &str) {
+            self.0.lock().unwrap().push(format!("release {channel}"));
+        }
+        fn publish_event(&self, channel: &str, _: String) {
+            self.0.lock().unwrap().push(format!("event {channel}"));
+        }
+        fn presence_changed(&self, _: &str) {}
+    }
+
+    fn standing(epoch: &str, last_seq: u64, log: &[u64]) -> Standing {
+        Standing {
+            epoch: epoch.into(),
+            last_seq,
+            log: log.iter().map(|&s| (s, 0, s.to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn a_channel_is_synced_before_workers_attach_and_takes_redis_numbers() {
+        let (hub, recorder) = hub(10, 60);
+        let broker = Arc::new(FakeBroker::default());
+        hub.set_upstream(broker.clone());
+        let first = hub.attach("c", 0, Position::default());
+        assert_eq!(first.unwrap_err(), AttachError::Syncing);
+        assert_eq!(
+            hub.attach("c", 0, Position::default()).unwrap_err(),
+            AttachError::Syncing
+        );
+        assert_eq!(*broker.0.lock().unwrap(), vec!["hold c"], "asked once");
+        hub.synced("c", standing("e1", 7, &[6, 7]));
+        let joined = hub
+            .attach(
+                "c",
+                0,
+                Position {
+                    since: Some(5),
+                    epoch: Some("e1"),
+                },
+            )
+            .unwrap();
+        assert_eq!(&*joined.channel.epoch, "e1", "the epoch comes from Redis");
+        assert_eq!(joined.last_seq, 7);
+        assert!(joined.catch_up.recovered);
+        assert_eq!(joined.catch_up.messages.len(), 2);
+        assert_eq!(hub.relayed("c", 8, "8"), Relay::Delivered);
+        assert_eq!(hub.relayed("c", 8, "8"), Relay::Duplicate);
+        assert_eq!(hub.relayed("c", 10, "10"), Relay::AfterGap);
+        assert_eq!(hub.relayed("other", 1, "1"), Relay::NotHeld);
+        assert_eq!(*recorder.0.lock().unwrap(), vec![8, 10]);
+    }
+
+    #[test]
+    fn a_resync_delivers_what_was_missed_once() {
+        let (hub, recorder) = hub(10, 60);
+        hub.set_upstream(Arc::new(FakeBroker::default()));
+        let _ = hub.attach("c", 0, Position::default());
+        hub.synced("c", standing("e1", 2, &[1, 2]));
+        hub.attach("c", 0, Position::default()).unwrap();
+        hub.relayed("c", 3, "3");
+        // Back after an outage: 4 and 5 are in the log, 3 was seen already.
+        hub.synced("c", standing("e1", 5, &[3, 4, 5]));
+        assert_eq!(*recorder.0.lock().unwrap(), vec![3, 4, 5]);
+        assert_eq!(hub.held()[0].2, 5);
+    }
+
+    #[test]
+    fn abandoned_syncs_let_workers_make_the_channel_here() {
+        let (hub, _) = hub(10, 60);
+        hub.set_upstream(Arc::new(FakeBroker::default()));
+        assert!(hub.attach("c", 0, Position::default()).is_err());
+        assert_eq!(hub.syncing_count(), 1);
+        hub.abandon_syncs();
+        assert_eq!(hub.syncing_count(), 0);
+    }
 }

@@ -23,4 +23,25 @@ pub struct Publication {
 /// hub does not depend on the worker and dependencies run one way.
 pub trait Outlet: Send + Sync + fmt::Debug {
     fn deliver(&self, publication: Publication);
+    /// A channel this worker waited on (`AttachError::Syncing`) may be attached now.
+    fn ready(&self, channel: Arc<Channel>);
+    /// The broker's answer to connection `key`'s `publish` command.
+    fn published(&self, key: usize, answer: String);
+}
+
+/// The broker, as the hub sees it (`--broker`): it numbers and relays messages
+/// between nodes. A trait, so that the hub does not depend on Redis.
+pub trait Upstream: Send + Sync + fmt::Debug {
+    /// Reachable now. When it is not, the hub numbers and delivers locally.
+    fn is_up(&self) -> bool;
+    /// Start relaying `channel` to this node, then tell the hub where it stands
+    /// (`Hub::synced`).
+    fn hold(&self, channel: &str);
+    /// This node no longer holds `channel`.
+    fn release(&self, channel: &str);
+    /// Publish `data` (a presence event, `hub::remote::presence_data`) to `channel`
+    /// through Redis.
+    fn publish_event(&self, channel: &str, data: String);
+    /// Who is connected to `channel` on this node changed.
+    fn presence_changed(&self, channel: &str);
 }

@@ -70,6 +70,7 @@ fn tick(shared: &Shared, previous: &mut Previous) -> String {
             + totals.per_ip_rejected
             + totals.commands_rate_closes
             + shared.hub.channels_refused(),
+        broker: shared.broker.get().map(|b| b.state().name()),
     });
     previous.at = now;
     previous.accepted = totals.accepted;
@@ -89,6 +90,8 @@ pub struct Line<'a> {
     /// Clients stopped by an abuse limit since start: slow consumers, refused per
     /// address, past the command rate, refused channels.
     pub limited: u64,
+    /// `--broker`'s state (`up`, `down`, `connecting`); none when standalone.
+    pub broker: Option<&'static str>,
 }
 
 /// `[    48s] online    19,000 +0/s | ev/s 6.4k/8.4k | push/s 19.0k | rss/heap 7.0M/2.3M`
@@ -122,6 +125,16 @@ pub fn format_line(line: &Line<'_>) -> String {
         bytes(line.rss),
         bytes(line.heap),
     );
+    if let Some(state) = line.broker {
+        let shown = match state {
+            "up" => " | redis up",
+            "connecting" => " | redis ...",
+            _ => " | redis DOWN",
+        };
+        if out.len() + shown.len() <= 100 {
+            out.push_str(shown);
+        }
+    }
     let limited = format!(" | lim {}", compact(line.limited));
     if line.limited > 0 && out.len() + limited.len() <= 100 {
         out.push_str(&limited);
@@ -180,6 +193,7 @@ mod tests {
                 rss: 999 << 30,
                 heap: 999 << 30,
                 limited: 999_999_999_999,
+                broker: Some("connecting"),
             });
             assert!(line.len() <= 100, "{} columns: {line}", line.len());
         }
@@ -195,6 +209,7 @@ mod tests {
             delivered_per_s: 19_000,
             rss: 7 << 20,
             heap: 2 << 20,
+            broker: None,
             limited: 0,
         };
         assert!(!format_line(&line).contains("lim"));

@@ -172,6 +172,8 @@ pub struct Shared {
     pub per_address: PerAddress,
     /// API requests refused with 401 for a missing or wrong --api-key-file key.
     pub api_unauthorized: AtomicU64,
+    /// `--broker`, once it is started.
+    pub broker: std::sync::OnceLock<Arc<crate::broker::Broker>>,
 }
 
 impl Shared {
@@ -184,6 +186,7 @@ impl Shared {
             emfile_drops: AtomicU64::new(0),
             per_address: PerAddress::default(),
             api_unauthorized: AtomicU64::new(0),
+            broker: std::sync::OnceLock::new(),
         }
     }
 

@@ -76,6 +76,24 @@ families! {
         "Source addresses counted for --max-connections-per-ip now.";
     API_UNAUTHORIZED: "halley_api_unauthorized_total", Counter,
         "API requests answered 401 for a missing or wrong API key.";
+    BROKER_UP: "halley_broker_up", Gauge,
+        "1 while the Redis broker is reachable, 0 while it is not (only with --broker).";
+    BROKER_PING: "halley_broker_ping_microseconds", Gauge,
+        "Round trip of the broker's last health PING to Redis, in microseconds (an integer, so not in seconds).";
+    BROKER_CHANNELS: "halley_broker_channels", Gauge,
+        "Channels this node is subscribed to in Redis.";
+    BROKER_PUBLISHED: "halley_broker_published_total", Counter,
+        "Messages this node published through Redis.";
+    BROKER_PUBLISHED_LOCALLY: "halley_broker_published_locally_total", Counter,
+        "Messages published while Redis was unreachable: numbered here, delivered on this node only.";
+    BROKER_PUBLISH_ERRORS: "halley_broker_publish_errors_total", Counter,
+        "Publishes Redis failed or did not answer (then published locally).";
+    BROKER_RELAYED: "halley_broker_relayed_total", Counter,
+        "Messages Redis relayed to this node, by outcome.";
+    BROKER_SYNCS: "halley_broker_syncs_total", Counter,
+        "Channel states read from Redis (a first subscriber here, or a resync).";
+    BROKER_RECONNECTS: "halley_broker_reconnects_total", Counter,
+        "Times the broker came back after Redis was unreachable.";
     WORKER_EVENTS: "halley_worker_events_total", Counter,
         "Readiness events handled, by worker.";
     MEMORY_RESIDENT: "halley_memory_resident_bytes", Gauge,

@@ -106,6 +106,12 @@ mod tests {
             channels_refused: 8,
             rss_bytes: 4096,
             allocated_bytes: 1024,
+            broker: Some(crate::stats::snapshot::BrokerFigures {
+                state: "up",
+                ping_us: 250,
+                relayed: 7,
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }

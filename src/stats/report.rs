@@ -32,6 +32,25 @@ pub fn render(snapshot: &Snapshot) -> String {
         })
         .collect();
     out.insert("workers".into(), workers.into());
+    let broker = match &snapshot.broker {
+        None => json!({ "state": "standalone" }),
+        Some(b) => json!({
+            "state": b.state,
+            "url": b.url,
+            "ping_us": b.ping_us,
+            "channels": b.channels,
+            "syncing": b.syncing,
+            "published_total": b.published,
+            "published_locally_total": b.published_locally,
+            "publish_errors_total": b.publish_errors,
+            "relayed_total": b.relayed,
+            "duplicates_total": b.duplicates,
+            "gaps_total": b.gaps,
+            "syncs_total": b.syncs,
+            "reconnects_total": b.reconnects,
+        }),
+    };
+    out.insert("broker".into(), broker);
     Value::Object(out).to_string()
 }
 
@@ -82,6 +101,7 @@ mod tests {
             "token_expired_closes_total",
             "refreshes_total",
             "workers",
+            "broker",
         ];
         expected.sort();
         assert_eq!(keys, expected);

@@ -7,6 +7,16 @@ use std::sync::atomic::Ordering;
 use super::names;
 use super::{memory, Scope, Shared, Target, WorkerCounters, COUNTERS};
 
+macro_rules! series {
+    ($family:ident $(, $key:literal = $value:literal)*) => {
+        &[Target {
+            scope: Scope::Total,
+            family: &names::$family,
+            labels: &[$(($key, $value)),*],
+        }]
+    };
+}
+
 /// Every figure at one moment.
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
@@ -24,6 +34,81 @@ pub struct Snapshot {
     pub addresses_counted: u64,
     pub rss_bytes: u64,
     pub allocated_bytes: u64,
+    pub broker: Option<BrokerFigures>,
+}
+
+/// The broker's state and counters (`--broker`).
+#[derive(Debug, Default, Clone)]
+pub struct BrokerFigures {
+    pub url: String,
+    pub state: &'static str,
+    pub ping_us: u64,
+    pub channels: u64,
+    pub syncing: u64,
+    pub published: u64,
+    pub published_locally: u64,
+    pub publish_errors: u64,
+    pub relayed: u64,
+    pub duplicates: u64,
+    pub gaps: u64,
+    pub syncs: u64,
+    pub reconnects: u64,
+}
+
+impl BrokerFigures {
+    fn take(shared: &Shared) -> Option<BrokerFigures> {
+        let broker = shared.broker.get()?;
+        let c = &broker.counters;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        Some(BrokerFigures {
+            url: broker.target.to_string(),
+            state: broker.state().name(),
+            ping_us: load(&c.latency_us),
+            channels: load(&c.subscribed),
+            syncing: shared.hub.syncing_count() as u64,
+            published: load(&c.published),
+            published_locally: load(&c.published_locally),
+            publish_errors: load(&c.publish_errors),
+            relayed: load(&c.relayed),
+            duplicates: load(&c.duplicates),
+            gaps: load(&c.gaps),
+            syncs: load(&c.syncs),
+            reconnects: load(&c.reconnects),
+        })
+    }
+
+    /// Its Prometheus samples (it has no flat /api/stats keys: `broker` is an object).
+    fn figures(&self) -> Vec<Figure> {
+        let rows: [(u64, &'static [Target]); 11] = [
+            (u64::from(self.state == "up"), series!(BROKER_UP)),
+            (self.ping_us, series!(BROKER_PING)),
+            (self.channels, series!(BROKER_CHANNELS)),
+            (
+                self.published,
+                series!(BROKER_PUBLISHED, "origin" = "api_or_client"),
+            ),
+            (self.published_locally, series!(BROKER_PUBLISHED_LOCALLY)),
+            (self.publish_errors, series!(BROKER_PUBLISH_ERRORS)),
+            (
+                self.relayed,
+                series!(BROKER_RELAYED, "outcome" = "delivered"),
+            ),
+            (
+                self.duplicates,
+                series!(BROKER_RELAYED, "outcome" = "duplicate"),
+            ),
+            (self.gaps, series!(BROKER_RELAYED, "outcome" = "after_gap")),
+            (self.syncs, series!(BROKER_SYNCS)),
+            (self.reconnects, series!(BROKER_RECONNECTS)),
+        ];
+        rows.into_iter()
+            .map(|(value, metrics)| Figure {
+                json: None,
+                value,
+                metrics,
+            })
+            .collect()
+    }
 }
 
 /// One figure: its `/api/stats` key (if any), its value and its Prometheus series.
@@ -32,16 +117,6 @@ pub struct Figure {
     pub json: Option<&'static str>,
     pub value: u64,
     pub metrics: &'static [Target],
-}
-
-macro_rules! series {
-    ($family:ident $(, $key:literal = $value:literal)*) => {
-        &[Target {
-            scope: Scope::Total,
-            family: &names::$family,
-            labels: &[$(($key, $value)),*],
-        }]
-    };
 }
 
 impl Snapshot {
@@ -69,6 +144,7 @@ impl Snapshot {
             addresses_counted: shared.per_address.addresses() as u64,
             rss_bytes: memory::rss_bytes(),
             allocated_bytes: memory::allocated_bytes(),
+            broker: BrokerFigures::take(shared),
         }
     }
 
@@ -131,6 +207,7 @@ impl Snapshot {
             value,
             metrics,
         });
-        counters.chain(process).collect()
+        let broker = self.broker.iter().flat_map(BrokerFigures::figures);
+        counters.chain(process).chain(broker).collect()
     }
 }

@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
+use super::stall::SYNCING;
 use super::subscriptions::Subscription;
 use super::Worker;
 use crate::proto::command::{self, Command};
 use crate::proto::ws;
 use crate::pubsub::history::CatchUp;
-use crate::pubsub::hub::{Channel, Position, TOO_MANY_CHANNELS};
+use crate::pubsub::hub::{AttachError, Channel, Position, TOO_MANY_CHANNELS};
+use crate::pubsub::publication::Upstream;
 
 /// A connection joined a channel.
 #[derive(Debug)]
@@ -25,6 +27,9 @@ pub(super) struct Joined {
 
 impl Worker {
     pub(super) fn on_command(&mut self, key: usize, payload: &[u8]) {
+        if self.is_stalled(key) {
+            return self.queue_command(key, payload);
+        }
         let parsed = command::parse(payload);
         if self.lacks_required_token(key)
             && !matches!(parsed, Ok(Command::Auth(_) | Command::Noop) | Err(_))
@@ -46,6 +51,7 @@ impl Worker {
                 };
                 match self.join(key, &channel, position) {
                     Ok(joined) => self.confirm_ws(key, &joined),
+                    Err(SYNCING) => self.queue_command(key, payload),
                     Err(reason) => self.refuse(key, reason),
                 }
             }
@@ -58,6 +64,10 @@ impl Worker {
                     return self.refuse(key, &refused.reason);
                 }
                 if self.settings.client_publish {
+                    if let Some(broker) = self.shared.broker.get().filter(|b| b.is_up()) {
+                        broker.publish_for(self.id, key, &channel, data);
+                        return self.await_publish(key);
+                    }
                     match self.hub.publish(&channel, data) {
                         Ok((_, seq)) => self.reply(key, command::published(&channel, seq)),
                         Err(_) => self.refuse(key, TOO_MANY_CHANNELS),
@@ -142,10 +152,14 @@ impl Worker {
         if self.conns[key].subscriptions.len() >= self.settings.max_subscriptions {
             return Err("too many subscriptions");
         }
-        let joined = self
-            .hub
-            .attach(name, self.id, position)
-            .map_err(|_| TOO_MANY_CHANNELS)?;
+        let joined = match self.hub.attach(name, self.id, position) {
+            Ok(joined) => joined,
+            Err(AttachError::Syncing) => {
+                self.stall_on(key, name);
+                return Err(SYNCING);
+            }
+            Err(AttachError::TooManyChannels) => return Err(TOO_MANY_CHANNELS),
+        };
         self.topics
             .insert(Arc::clone(&joined.channel), joined.last_seq);
         self.add_subscriber(key, &joined.channel)?;

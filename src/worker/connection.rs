@@ -68,6 +68,8 @@ impl Flags {
     pub const SERVED: u16 = 256;
     /// Refused past `--max-connections-per-ip` (not counted anywhere).
     pub const ADDRESS_FULL: u16 = 512;
+    /// Waiting for the broker to sync a channel it joins (`stall.rs`).
+    pub const STALLED: u16 = 0x8000;
 
     pub fn has(self, flag: u16) -> bool {
         self.0 & flag != 0

@@ -1,12 +1,13 @@
 //! A worker's inbox: new connections from the accept thread, publications from the
 //! hub, and the shutdown order. A waker interrupts the worker's poll.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use mio::net::TcpStream;
 use mio::Waker;
 
 use crate::admission::Admission;
+use crate::pubsub::hub::Channel;
 use crate::pubsub::publication::{Outlet, Publication};
 
 #[derive(Debug)]
@@ -17,6 +18,13 @@ pub enum Mail {
         admission: Admission,
     },
     Publication(Publication),
+    /// The broker synced a channel this worker waited on: retry the joins.
+    Ready(Arc<Channel>),
+    /// The broker's answer to a connection's `publish` command.
+    Published {
+        key: usize,
+        answer: String,
+    },
     /// Close every client connection (history stays): `POST /api/drop-connections`.
     DropConnections,
     Shutdown,
@@ -60,5 +68,13 @@ impl Inbox {
 impl Outlet for Inbox {
     fn deliver(&self, publication: Publication) {
         self.push(Mail::Publication(publication));
+    }
+
+    fn ready(&self, channel: Arc<Channel>) {
+        self.push(Mail::Ready(channel));
+    }
+
+    fn published(&self, key: usize, answer: String) {
+        self.push(Mail::Published { key, answer });
     }
 }

@@ -117,6 +117,8 @@ impl Worker {
         while used < buf.len() && self.is_live(key) {
             let conn = &self.conns[key];
             let progress = match (conn.phase, conn.transport) {
+                // A request waiting for the broker stays unread until it is ready.
+                (Phase::Request, _) if conn.flags.has(Flags::STALLED) => None,
                 (Phase::Request, _) => self.consume_request(key, &buf[used..]),
                 (Phase::Open | Phase::Closing, Transport::WebSocket | Transport::Echo) => {
                     self.consume_frame(key, &mut buf[used..])
@@ -154,7 +156,8 @@ impl Worker {
             Parsed::Partial => None,
             Parsed::Done { head_len, request } => {
                 self.answer_request(key, request);
-                Some(head_len)
+                // Stalled: the request is read again once its channel is synced.
+                (!self.is_stalled(key)).then_some(head_len)
             }
         }
     }

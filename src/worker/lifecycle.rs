@@ -10,9 +10,11 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 
 use super::connection::{Connection, Flags, Phase, Transport};
+use super::stall::SYNCING;
 use super::{Worker, CLOSE_TIMEOUT_S};
 use crate::admission::Admission;
 use crate::proto::http::{self, ClientRequest, Endpoint, Refusal};
+use crate::proto::query::Wanted;
 use crate::proto::{sse, ws};
 use crate::pubsub::hub::{Position, TOO_MANY_CHANNELS};
 
@@ -103,23 +105,16 @@ impl Worker {
                         return self.close_with(key, 3000, reason);
                     }
                 }
-                for want in &subscribe {
-                    if let Err(refused) = self.may_join(key, &want.name) {
-                        return self.close_with(key, refused.close_code(), refused.close_reason());
-                    }
-                    let position = Position {
-                        since: want.since,
-                        epoch: want.epoch.as_deref(),
-                    };
-                    // Silent unless resuming: load tools take any frame as a reply.
-                    match self.join(key, &want.name, position) {
-                        Ok(joined) if want.since.is_some() => self.confirm_ws(key, &joined),
-                        Ok(_) => {}
-                        // Try again later: the server, not the client, is full.
-                        Err(TOO_MANY_CHANNELS) => {
-                            return self.close_with(key, 1013, TOO_MANY_CHANNELS)
+                for (index, want) in subscribe.iter().enumerate() {
+                    if self.is_stalled(key) {
+                        // The rest waits, in order, behind the channel being synced.
+                        for later in &subscribe[index..] {
+                            self.queue_url_join(key, later.clone());
                         }
-                        Err(reason) => return self.close_with(key, 1008, reason),
+                        break;
+                    }
+                    if !self.join_from_url(key, want) {
+                        return;
                     }
                 }
             }
@@ -187,6 +182,35 @@ impl Worker {
 
     /// Starts the closing handshake from our side: close frame, then FIN, then wait
     /// for the client's close or EOF (bounded by the sweep).
+    /// Joins a channel named in the upgrade URL; false once the connection is closed
+    /// for it. Silent unless resuming: load tools take any frame as a reply. A
+    /// channel being synced leaves the connection stalled, with the join queued.
+    pub(super) fn join_from_url(&mut self, key: usize, want: &Wanted) -> bool {
+        if let Err(refused) = self.may_join(key, &want.name) {
+            self.close_with(key, refused.close_code(), refused.close_reason());
+            return false;
+        }
+        let position = Position {
+            since: want.since,
+            epoch: want.epoch.as_deref(),
+        };
+        match self.join(key, &want.name, position) {
+            Ok(joined) if want.since.is_some() => self.confirm_ws(key, &joined),
+            Ok(_) => {}
+            Err(SYNCING) => self.queue_url_join(key, want.clone()),
+            // Try again later: the server, not the client, is full.
+            Err(TOO_MANY_CHANNELS) => {
+                self.close_with(key, 1013, TOO_MANY_CHANNELS);
+                return false;
+            }
+            Err(reason) => {
+                self.close_with(key, 1008, reason);
+                return false;
+            }
+        }
+        true
+    }
+
     pub(super) fn close_with(&mut self, key: usize, code: u16, reason: &str) {
         let open_ws = self.conns.get(key).is_some_and(|c| {
             c.phase == Phase::Open && matches!(c.transport, Transport::WebSocket | Transport::Echo)
@@ -366,6 +390,7 @@ impl Worker {
     pub(super) fn bury_doomed(&mut self) {
         while let Some(key) = self.doomed.pop() {
             self.unsubscribe_all(key);
+            self.forget_stalls(key);
             let conn = self.conns.remove(key);
             let peer = self.take_side(conn.side).and_then(|side| side.peer());
             if conn.flags.has(Flags::ONLINE) {

@@ -10,6 +10,7 @@ mod lifecycle;
 mod paged;
 mod rate;
 mod side;
+mod stall;
 mod streams;
 pub mod subscriptions;
 mod tokens;
@@ -52,6 +53,8 @@ pub struct Worker {
     /// What only some connections need; see `side.rs`.
     sides: paged::PagedSlab<side::Side>,
     topics: Topics,
+    /// Connections waiting for the broker (`stall.rs`).
+    stalls: stall::Stalls,
     scratch: Vec<u8>,
     mail: Vec<Mail>,
     publications: Vec<Publication>,
@@ -89,6 +92,7 @@ impl Worker {
             conns: Slab::new(),
             sides: paged::PagedSlab::default(),
             topics: Topics::default(),
+            stalls: stall::Stalls::default(),
             scratch: vec![0; SCRATCH_BYTES],
             mail: Vec::new(),
             publications: Vec::new(),
@@ -161,6 +165,8 @@ impl Worker {
             match item {
                 Mail::Connection { stream, admission } => self.adopt(stream, admission),
                 Mail::Publication(publication) => self.publications.push(publication),
+                Mail::Ready(channel) => self.on_ready(&channel),
+                Mail::Published { key, answer } => self.on_published(key, answer),
                 Mail::DropConnections => self.drop_connections(),
                 Mail::Shutdown => self.begin_shutdown(),
             }

@@ -5,6 +5,7 @@ use bytes::Bytes;
 
 use super::commands::Joined;
 use super::connection::{Flags, Phase, Transport};
+use super::stall::SYNCING;
 use super::Worker;
 use crate::proto::query::Wanted;
 use crate::proto::{command, poll, sse};
@@ -54,6 +55,7 @@ impl Worker {
         }
         let joined = match self.join_all(key, wanted) {
             Ok(joined) => joined,
+            Err(SYNCING) => return, // read again once the channel is synced
             Err(reason) => return self.refuse_http(key, 400, reason),
         };
         let mut out = sse::response_head(self.settings.allow_origin);
@@ -115,6 +117,7 @@ impl Worker {
         }
         let joined = match self.join_all(key, wanted) {
             Ok(joined) => joined,
+            Err(SYNCING) => return, // read again once the channel is synced
             Err(reason) => return self.refuse_http(key, 400, reason),
         };
         for one in &joined {

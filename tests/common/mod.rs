@@ -11,6 +11,7 @@
 #![allow(dead_code)] // each test file uses a different subset of these helpers
 
 pub mod comet;
+pub mod redis;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
