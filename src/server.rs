@@ -27,6 +27,8 @@ pub struct Running {
     pub shared: Arc<Shared>,
     pub client_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    /// `--resp-listen`'s bound address, when set.
+    pub resp_addr: Option<SocketAddr>,
     inboxes: Vec<Arc<Inbox>>,
     stop_accepting: Waker,
     acceptor: JoinHandle<std::io::Result<()>>,
@@ -40,11 +42,15 @@ pub fn run(config: Config) -> Result<(), String> {
     let running = start(&config)?;
     {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(
+        let _ = write!(
             out,
             "halley listening: clients={} api={} workers={}",
             running.client_addr, running.api_addr, config.workers
         );
+        if let Some(resp) = running.resp_addr {
+            let _ = write!(out, " resp={resp}");
+        }
+        let _ = writeln!(out);
         let _ = out.flush();
     }
     if let Some(signal) = signals.forever().next() {
@@ -119,6 +125,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
     )
     .map_err(|e| e.to_string())?;
     spawn("halley-api", move || api.run())?;
+    let resp_addr = start_resp(config, &shared)?;
     let ticker_shared = Arc::clone(&shared);
     let print_stats = config.stats;
     spawn("halley-stats", move || {
@@ -129,6 +136,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
         shared,
         client_addr,
         api_addr,
+        resp_addr,
         inboxes,
         stop_accepting,
         acceptor,
@@ -149,6 +157,25 @@ impl Running {
             let _ = worker.join();
         }
     }
+}
+
+/// Binds `--resp-listen` and starts its thread, if set.
+fn start_resp(config: &Config, shared: &Arc<Shared>) -> Result<Option<SocketAddr>, String> {
+    let Some(addr) = config.resp_listen else {
+        return Ok(None);
+    };
+    let listener = accept::bind(addr, 1024).map_err(|e| format!("--resp-listen {addr}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let resp = crate::resp::RespServer::new(
+        listener,
+        Arc::clone(shared),
+        config.api_key,
+        config.max_message_size,
+        Duration::from_secs(config.api_request_timeout_s.into()),
+    )
+    .map_err(|e| e.to_string())?;
+    spawn("halley-resp", move || resp.run())?;
+    Ok(Some(bound))
 }
 
 fn start_workers(

@@ -2,6 +2,7 @@
 //! on their own listener, pipelined requests answered in order with bounded buffers.
 //! Publishing is a call into the hub; the workers do the writing.
 
+pub mod publish;
 pub mod request;
 pub mod stream;
 
@@ -16,7 +17,6 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::proto::poll;
-use crate::pubsub::hub::TOO_MANY_CHANNELS;
 use crate::stats::snapshot::Snapshot;
 use crate::stats::{prometheus, report, Shared};
 use crate::worker::inbox::{Inbox, Mail};
@@ -418,6 +418,36 @@ fn answer_complete(
     conn.input.drain(..pos);
 }
 
+/// `{"channel":C,"seq":N,"epoch":E}` (channel names never need escaping).
+fn published_json(channel: &str, published: &publish::Published) -> String {
+    let (seq, epoch) = (published.seq, &published.epoch);
+    format!("{{\"channel\":\"{channel}\",\"seq\":{seq},\"epoch\":\"{epoch}\"}}")
+}
+
+/// A batch, in order: a JSON array with each message's answer, as a single publish
+/// would give it; 503 if any was refused (the others still went out).
+fn publish_batch(shared: &Shared, messages: &[request::BatchMessage]) -> (u16, String) {
+    let mut status = 200;
+    let mut body = String::with_capacity(messages.len() * 48 + 2);
+    body.push('[');
+    for (i, message) in messages.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        match publish::publish_one(&shared.hub, &message.channel, &message.data) {
+            Ok(published) => body.push_str(&published_json(&message.channel, &published)),
+            Err(e) => {
+                status = 503;
+                let refused =
+                    serde_json::json!({ "channel": message.channel, "error": e.reason() });
+                body.push_str(&refused.to_string());
+            }
+        }
+    }
+    body.push(']');
+    (status, body)
+}
+
 fn refusal_body(reason: &str) -> String {
     serde_json::json!({ "error": reason }).to_string()
 }
@@ -425,18 +455,12 @@ fn refusal_body(reason: &str) -> String {
 fn answer(shared: &Shared, inboxes: &[Arc<Inbox>], request: ApiRequest) -> (u16, String) {
     match request {
         ApiRequest::Publish { channel, data } => {
-            let Ok((published, seq)) = shared.hub.publish(&channel, &data) else {
-                return (
-                    503,
-                    serde_json::json!({ "error": TOO_MANY_CHANNELS }).to_string(),
-                );
-            };
-            let epoch = &published.epoch;
-            (
-                200,
-                format!("{{\"channel\":\"{channel}\",\"seq\":{seq},\"epoch\":\"{epoch}\"}}"),
-            )
+            match publish::publish_one(&shared.hub, &channel, &data) {
+                Ok(published) => (200, published_json(&channel, &published)),
+                Err(e) => (503, refusal_body(e.reason())),
+            }
         }
+        ApiRequest::PublishBatch { messages } => publish_batch(shared, &messages),
         ApiRequest::History {
             channel,
             since,

@@ -172,6 +172,10 @@ pub struct Shared {
     pub per_address: PerAddress,
     /// API requests refused with 401 for a missing or wrong --api-key-file key.
     pub api_unauthorized: AtomicU64,
+    /// RESP (`--resp-listen`): commands answered, error replies, connections held now.
+    pub resp_commands: AtomicU64,
+    pub resp_errors: AtomicU64,
+    pub resp_connections: AtomicU64,
 }
 
 impl Shared {
@@ -184,6 +188,9 @@ impl Shared {
             emfile_drops: AtomicU64::new(0),
             per_address: PerAddress::default(),
             api_unauthorized: AtomicU64::new(0),
+            resp_commands: AtomicU64::new(0),
+            resp_errors: AtomicU64::new(0),
+            resp_connections: AtomicU64::new(0),
         }
     }
 

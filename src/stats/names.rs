@@ -76,6 +76,12 @@ families! {
         "Source addresses counted for --max-connections-per-ip now.";
     API_UNAUTHORIZED: "halley_api_unauthorized_total", Counter,
         "API requests answered 401 for a missing or wrong API key.";
+    RESP_COMMANDS: "halley_resp_commands_total", Counter,
+        "RESP commands answered (--resp-listen), errors included.";
+    RESP_ERRORS: "halley_resp_errors_total", Counter,
+        "RESP error replies: refused commands and protocol errors.";
+    RESP_CONNECTIONS: "halley_resp_connections", Gauge,
+        "RESP connections held now.";
     WORKER_EVENTS: "halley_worker_events_total", Counter,
         "Readiness events handled, by worker.";
     MEMORY_RESIDENT: "halley_memory_resident_bytes", Gauge,
