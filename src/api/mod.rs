@@ -420,7 +420,7 @@ fn answer_complete(
 
 /// `{"channel":C,"seq":N,"epoch":E}` (channel names never need escaping).
 fn published_json(channel: &str, published: &publish::Published) -> String {
-    let (seq, epoch) = (published.seq, &published.epoch);
+    let (seq, epoch) = (published.seq, published.epoch());
     format!("{{\"channel\":\"{channel}\",\"seq\":{seq},\"epoch\":\"{epoch}\"}}")
 }
 

@@ -2,18 +2,26 @@
 //! and RESP), with the rules they all apply and the texts of their refusals. A
 //! change of broker changes [`publish_one`] only.
 
+use std::sync::Arc;
+
 use crate::proto::command::valid_channel;
-use crate::pubsub::hub::{Hub, TOO_MANY_CHANNELS};
+use crate::pubsub::hub::{Channel, Hub, TOO_MANY_CHANNELS};
 
 pub const INVALID_CHANNEL: &str = "invalid channel name";
 pub const TOO_LARGE: &str = "body larger than --max-message-size";
 pub const NOT_UTF8: &str = "a raw body must be UTF-8";
 
 /// A published message's place in its channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Published {
     pub seq: u64,
-    pub epoch: Box<str>,
+    channel: Arc<Channel>,
+}
+
+impl Published {
+    pub fn epoch(&self) -> &str {
+        &self.channel.epoch
+    }
 }
 
 /// Why a message that passed the rules was not published.
@@ -33,13 +41,10 @@ impl PublishError {
 
 /// Publishes `data` (JSON text) on `channel` (already checked by [`check_channel`]).
 pub fn publish_one(hub: &Hub, channel: &str, data: &str) -> Result<Published, PublishError> {
-    let (published, seq) = hub
+    let (channel, seq) = hub
         .publish(channel, data)
         .map_err(|_| PublishError::TooManyChannels)?;
-    Ok(Published {
-        seq,
-        epoch: published.epoch.clone(),
-    })
+    Ok(Published { seq, channel })
 }
 
 pub fn check_channel(channel: &str) -> Result<(), &'static str> {
@@ -93,6 +98,6 @@ mod tests {
         assert_eq!(publish_one(&hub, "c", "1").unwrap().seq, 1);
         let second = publish_one(&hub, "c", "2").unwrap();
         assert_eq!(second.seq, 2);
-        assert!(!second.epoch.is_empty());
+        assert!(!second.epoch().is_empty());
     }
 }

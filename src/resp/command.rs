@@ -67,10 +67,19 @@ pub fn execute(
     rules: Rules<'_>,
     out: &mut Vec<u8>,
 ) -> Action {
-    let name = args[0].to_ascii_uppercase();
+    // Upper-cased on the stack: no command name is longer than 7 bytes.
+    let mut upper = [0u8; 16];
+    let name = match args[0].len() {
+        n @ 1..=16 => {
+            upper[..n].copy_from_slice(&args[0]);
+            upper[..n].make_ascii_uppercase();
+            &upper[..n]
+        }
+        _ => b"".as_slice(),
+    };
     let rest = &args[1..];
     let needs_auth = rules.api_key.is_some() && !session.authed;
-    match name.as_slice() {
+    match name {
         b"AUTH" => auth(session, rest, rules, out),
         b"HELLO" => hello(session, rest, rules, out),
         b"QUIT" => {

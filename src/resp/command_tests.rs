@@ -109,6 +109,12 @@ fn unknown_commands_are_named_in_the_error() {
         "-ERR unknown command 'FLUSHALL'\r\n"
     );
     assert_eq!(reply(OPEN, &["get", "k"]), "-ERR unknown command 'get'\r\n");
+    let long = "PUBLISHPUBLISHPUBLISH";
+    assert_eq!(
+        reply(OPEN, &[long, "c", "m"]),
+        format!("-ERR unknown command '{long}'\r\n")
+    );
+    assert_eq!(reply(OPEN, &[""]), "-ERR unknown command ''\r\n");
     assert_eq!(reply(OPEN, &["a\r\nb"]), "-ERR unknown command 'a  b'\r\n");
 }
 
