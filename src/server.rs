@@ -79,6 +79,12 @@ pub fn start(config: &Config) -> Result<Running, String> {
         .map_err(|e| format!("--listen {}: {e}", config.listen))?;
     let api = accept::bind(config.api_listen, 1024)
         .map_err(|e| format!("--api-listen {}: {e}", config.api_listen))?;
+    let resp = match config.resp_listen {
+        Some(addr) => {
+            Some(accept::bind(addr, 1024).map_err(|e| format!("--resp-listen {addr}: {e}"))?)
+        }
+        None => None,
+    };
     let client_addr = clients.local_addr().map_err(|e| e.to_string())?;
     let api_addr = api.local_addr().map_err(|e| e.to_string())?;
 
@@ -125,7 +131,10 @@ pub fn start(config: &Config) -> Result<Running, String> {
     )
     .map_err(|e| e.to_string())?;
     spawn("halley-api", move || api.run())?;
-    let resp_addr = start_resp(config, &shared)?;
+    let resp_addr = match resp {
+        Some(listener) => Some(start_resp(listener, config, &shared)?),
+        None => None,
+    };
     let ticker_shared = Arc::clone(&shared);
     let print_stats = config.stats;
     spawn("halley-stats", move || {
@@ -159,12 +168,12 @@ impl Running {
     }
 }
 
-/// Binds `--resp-listen` and starts its thread, if set.
-fn start_resp(config: &Config, shared: &Arc<Shared>) -> Result<Option<SocketAddr>, String> {
-    let Some(addr) = config.resp_listen else {
-        return Ok(None);
-    };
-    let listener = accept::bind(addr, 1024).map_err(|e| format!("--resp-listen {addr}: {e}"))?;
+/// Starts the `--resp-listen` thread on its bound listener; returns its address.
+fn start_resp(
+    listener: std::net::TcpListener,
+    config: &Config,
+    shared: &Arc<Shared>,
+) -> Result<SocketAddr, String> {
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     let resp = crate::resp::RespServer::new(
         listener,
@@ -175,7 +184,7 @@ fn start_resp(config: &Config, shared: &Arc<Shared>) -> Result<Option<SocketAddr
     )
     .map_err(|e| e.to_string())?;
     spawn("halley-resp", move || resp.run())?;
-    Ok(Some(bound))
+    Ok(bound)
 }
 
 fn start_workers(
