@@ -477,3 +477,48 @@ fn info_quit_and_client_setinfo_answer_what_libraries_expect() {
     assert_eq!(client.command(&["QUIT"]), "+OK\r\n");
     assert!(client.at_eof(), "QUIT closes");
 }
+
+#[test]
+fn a_public_resp_listener_needs_the_key_and_a_taken_port_is_named() {
+    let output = Command::new("timeout")
+        .args([
+            "10",
+            env!("CARGO_BIN_EXE_halley"),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--api-listen", "127.0.0.1:0", "--resp-listen", "0.0.0.0:0"])
+        .output()
+        .expect("spawn halley");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--resp-listen") && stderr.contains("--api-key-file"),
+        "{stderr}"
+    );
+    // A port already bound by another server is refused at start, with its flag.
+    let (_server, taken) = resp_server(&[]);
+    let output = Command::new("timeout")
+        .args([
+            "10",
+            env!("CARGO_BIN_EXE_halley"),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--api-listen",
+            "127.0.0.1:0",
+            "--resp-listen",
+            &taken.to_string(),
+        ])
+        .output()
+        .expect("spawn halley");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("--resp-listen {taken}")),
+        "{stderr}"
+    );
+}
