@@ -9,13 +9,27 @@ use subtle::ConstantTimeEq;
 use super::encode::{self, Proto};
 use crate::api::publish::{check_channel, data_from_raw, INVALID_CHANNEL, TOO_LARGE};
 
+/// The longest client name kept (`CLIENT SETNAME`, `HELLO .. SETNAME`).
+pub const MAX_NAME: usize = 256;
+
+/// A name as Redis accepts it: visible ASCII, no spaces; and at most [`MAX_NAME`].
+fn check_name(name: &[u8]) -> Result<(), &'static str> {
+    if !name.iter().all(u8::is_ascii_graphic) {
+        return Err("ERR Client names cannot contain spaces, newlines or special characters.");
+    }
+    if name.len() > MAX_NAME {
+        return Err("ERR Client names are at most 256 bytes here.");
+    }
+    Ok(())
+}
+
 /// One connection's state.
 #[derive(Debug)]
 pub struct Session {
     pub id: u64,
     pub proto: Proto,
     pub authed: bool,
-    /// `CLIENT SETNAME` / `HELLO .. SETNAME`; bounded by the command cap.
+    /// `CLIENT SETNAME` / `HELLO .. SETNAME`, at most [`MAX_NAME`] bytes.
     pub name: Option<Vec<u8>>,
 }
 
@@ -214,6 +228,9 @@ fn hello(session: &mut Session, rest: &[Cow<'_, [u8]>], rules: Rules<'_>, out: &
                 options = after;
             }
             (b"SETNAME", [new_name, after @ ..]) => {
+                if let Err(reason) = check_name(new_name) {
+                    return encode::error(out, reason);
+                }
                 name = Some(new_name.to_vec());
                 options = after;
             }
@@ -254,10 +271,13 @@ fn client(session: &mut Session, rest: &[Cow<'_, [u8]>], out: &mut Vec<u8>) {
     };
     match (sub.to_ascii_uppercase().as_slice(), &rest[1..]) {
         (b"SETINFO", [_attribute, _value]) => encode::simple(out, "OK"),
-        (b"SETNAME", [name]) => {
-            session.name = Some(name.to_vec());
-            encode::simple(out, "OK");
-        }
+        (b"SETNAME", [name]) => match check_name(name) {
+            Ok(()) => {
+                session.name = Some(name.to_vec());
+                encode::simple(out, "OK");
+            }
+            Err(reason) => encode::error(out, reason),
+        },
         (b"GETNAME", []) => match &session.name {
             Some(name) => encode::bulk(out, name),
             None => encode::null(out, session.proto),

@@ -145,6 +145,25 @@ fn client_subcommands_that_libraries_send_on_connect_are_accepted() {
         "-ERR unknown subcommand 'KILL'. Try CLIENT HELP.\r\n"
     );
     assert_eq!(
+        run(&mut session, OPEN, &["CLIENT", "SETNAME", "two words"]).1,
+        "-ERR Client names cannot contain spaces, newlines or special characters.\r\n"
+    );
+    let long = "n".repeat(MAX_NAME + 1);
+    assert_eq!(
+        run(&mut session, OPEN, &["CLIENT", "SETNAME", &long]).1,
+        "-ERR Client names are at most 256 bytes here.\r\n"
+    );
+    assert_eq!(
+        run(&mut session, OPEN, &["HELLO", "3", "SETNAME", &long])
+            .1
+            .as_bytes()[0],
+        b'-'
+    );
+    assert_eq!(
+        run(&mut session, OPEN, &["CLIENT", "GETNAME"]).1,
+        "$7\r\nbackend\r\n"
+    );
+    assert_eq!(
         run(&mut session, OPEN, &["CLIENT", "SETNAME"]).1,
         "-ERR wrong number of arguments for 'client|setname' command\r\n"
     );

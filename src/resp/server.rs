@@ -325,6 +325,10 @@ fn answer_complete(conn: &mut RespConnection, ctx: &Context<'_>, now: Instant) {
         }
     }
     conn.input.drain(..pos);
+    // One large command must not keep its buffer for the life of a pooled connection.
+    if conn.input.is_empty() && conn.input.capacity() > READ_CHUNK {
+        conn.input = Vec::new();
+    }
     if commands > 0 {
         ctx.shared
             .resp_commands
@@ -353,6 +357,9 @@ fn flush(conn: &mut RespConnection, now: Instant) -> bool {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return false,
         }
+    }
+    if conn.output.capacity() > OUTPUT_HIGH {
+        conn.output = Vec::new();
     }
     true
 }
