@@ -522,3 +522,18 @@ fn a_public_resp_listener_needs_the_key_and_a_taken_port_is_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_command_left_incomplete_is_refused_after_the_request_timeout_but_an_idle_one_stays() {
+    let (_server, resp) = resp_server(&["--api-request-timeout", "1"]);
+    let mut idle = Resp::connect(resp);
+    let mut slow = Resp::connect(resp);
+    slow.send_raw(b"*2\r\n$4\r\nPING\r\n$5\r\nhel");
+    assert_eq!(
+        slow.reply(),
+        "-ERR Protocol error: command not complete within --api-request-timeout\r\n"
+    );
+    assert!(slow.at_eof());
+    // The pooled connection with nothing in flight is still served.
+    assert_eq!(idle.command(&["PING"]), "+PONG\r\n");
+}
