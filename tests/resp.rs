@@ -443,8 +443,10 @@ fn a_client_that_does_not_read_its_replies_still_gets_them_all() {
     // About 10 MiB of replies, far past the 256 KiB the server queues before it
     // stops reading: the writer blocks until the reader catches up.
     const N: usize = 10_000;
-    let (_server, resp) = resp_server(&[]);
+    let (server, resp) = resp_server(&[]);
     let mut client = Resp::connect(resp);
+    assert_eq!(client.command(&["PING"]), "+PONG\r\n");
+    let rss_before = rss_kib(server.pid);
     let mut writer = client.stream.try_clone().unwrap();
     let payload = "p".repeat(1000);
     let mut burst = Vec::new();
@@ -453,6 +455,13 @@ fn a_client_that_does_not_read_its_replies_still_gets_them_all() {
     }
     let sender = std::thread::spawn(move || writer.write_all(&burst));
     std::thread::sleep(std::time::Duration::from_millis(300));
+    // 10 MiB of commands and 10 MiB of replies are in flight, but the server holds
+    // at most its output bound and a read's worth: the rest waits in the kernel.
+    let grown = rss_kib(server.pid).saturating_sub(rss_before);
+    assert!(
+        grown < 4 * 1024,
+        "the server grew by {grown} KiB while not read"
+    );
     let expected = format!("$1000\r\n{payload}\r\n");
     for i in 0..N {
         assert_eq!(client.reply(), expected, "reply {i}");
