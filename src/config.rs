@@ -124,6 +124,10 @@ pub struct ServeArgs {
     /// Close an API keep-alive connection idle this long; 0 = never [default: 60]
     #[arg(long, env = "HALLEY_API_IDLE_TIMEOUT", value_name = "SECS")]
     pub api_idle_timeout: Option<u32>,
+    /// Also accept publishes over the Redis protocol (RESP) here; with
+    /// --api-key-file clients must AUTH with the key [default: off]
+    #[arg(long, env = "HALLEY_RESP_LISTEN", value_name = "ADDR")]
+    pub resp_listen: Option<SocketAddr>,
     /// Print one stats line per second [default: true when stdout is a terminal]
     #[arg(long, env = "HALLEY_STATS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub stats: Option<bool>,
@@ -207,6 +211,7 @@ pub struct Config {
     pub api_idle_timeout_s: u32,
     /// `--broker`, checked and leaked like `allow_origin`; none = standalone.
     pub broker: Option<&'static crate::broker::target::Target>,
+    pub resp_listen: Option<SocketAddr>,
 }
 
 /// Facts about the machine that the defaults depend on.
@@ -312,6 +317,7 @@ impl Config {
             },
             api_request_timeout_s: pick!(api_request_timeout, 10),
             api_idle_timeout_s: pick!(api_idle_timeout, 60),
+            resp_listen: cli.resp_listen.or(file.resp_listen),
         };
         config.validate()?;
         Ok(config)
@@ -360,6 +366,14 @@ impl Config {
                  and drop connections; set --api-key-file FILE, or listen on 127.0.0.1",
                 self.api_listen
             ));
+        }
+        if let Some(resp) = self.resp_listen.filter(|a| !a.ip().is_loopback()) {
+            if self.api_key.is_none() {
+                return Err(format!(
+                    "--resp-listen {resp} is not a loopback address: anyone who reaches it could \
+                     publish; set --api-key-file FILE (clients then AUTH with it), or listen on 127.0.0.1"
+                ));
+            }
         }
         Ok(())
     }
@@ -501,6 +515,22 @@ mod tests {
     }
 
     #[test]
+    fn resp_is_off_by_default_and_needs_the_key_off_loopback() {
+        assert_eq!(
+            Config::resolve(args(&[]), MACHINE).unwrap().resp_listen,
+            None
+        );
+        let local = Config::resolve(args(&["--resp-listen", "127.0.0.1:6390"]), MACHINE).unwrap();
+        assert_eq!(local.resp_listen, Some("127.0.0.1:6390".parse().unwrap()));
+        let open = Config::resolve(args(&["--resp-listen", "0.0.0.0:6390"]), MACHINE);
+        let err = open.unwrap_err();
+        assert!(
+            err.contains("--resp-listen") && err.contains("--api-key-file"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn every_serve_option_has_its_halley_variable() {
         use clap::CommandFactory;
         let cli = Cli::command();
@@ -516,6 +546,6 @@ mod tests {
             assert_eq!(env.as_deref(), Some(&*expected), "--{long}");
             options += 1;
         }
-        assert_eq!(options, 35);
+        assert_eq!(options, 36);
     }
 }

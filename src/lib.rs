@@ -12,6 +12,7 @@ pub mod limits;
 pub mod proto;
 pub mod pubsub;
 pub mod reactor;
+pub mod resp;
 pub mod server;
 pub mod stats;
 pub mod worker;

@@ -29,6 +29,8 @@ pub struct Running {
     pub shared: Arc<Shared>,
     pub client_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    /// `--resp-listen`'s bound address, when set.
+    pub resp_addr: Option<SocketAddr>,
     inboxes: Vec<Arc<Inbox>>,
     stop_accepting: Waker,
     acceptor: JoinHandle<std::io::Result<()>>,
@@ -42,11 +44,15 @@ pub fn run(config: Config) -> Result<(), String> {
     let running = start(&config)?;
     {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(
+        let _ = write!(
             out,
             "halley listening: clients={} api={} workers={}",
             running.client_addr, running.api_addr, config.workers
         );
+        if let Some(resp) = running.resp_addr {
+            let _ = write!(out, " resp={resp}");
+        }
+        let _ = writeln!(out);
         let _ = out.flush();
     }
     if let Some(signal) = signals.forever().next() {
@@ -75,6 +81,12 @@ pub fn start(config: &Config) -> Result<Running, String> {
         .map_err(|e| format!("--listen {}: {e}", config.listen))?;
     let api = accept::bind(config.api_listen, 1024)
         .map_err(|e| format!("--api-listen {}: {e}", config.api_listen))?;
+    let resp = match config.resp_listen {
+        Some(addr) => {
+            Some(accept::bind(addr, 1024).map_err(|e| format!("--resp-listen {addr}: {e}"))?)
+        }
+        None => None,
+    };
     let client_addr = clients.local_addr().map_err(|e| e.to_string())?;
     let api_addr = api.local_addr().map_err(|e| e.to_string())?;
 
@@ -136,6 +148,10 @@ pub fn start(config: &Config) -> Result<Running, String> {
     )
     .map_err(|e| e.to_string())?;
     spawn("halley-api", move || api.run())?;
+    let resp_addr = match resp {
+        Some(listener) => Some(start_resp(listener, config, &shared)?),
+        None => None,
+    };
     let ticker_shared = Arc::clone(&shared);
     let print_stats = config.stats;
     spawn("halley-stats", move || {
@@ -146,6 +162,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
         shared,
         client_addr,
         api_addr,
+        resp_addr,
         inboxes,
         stop_accepting,
         acceptor,
@@ -166,6 +183,25 @@ impl Running {
             let _ = worker.join();
         }
     }
+}
+
+/// Starts the `--resp-listen` thread on its bound listener; returns its address.
+fn start_resp(
+    listener: std::net::TcpListener,
+    config: &Config,
+    shared: &Arc<Shared>,
+) -> Result<SocketAddr, String> {
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let resp = crate::resp::RespServer::new(
+        listener,
+        Arc::clone(shared),
+        config.api_key,
+        config.max_message_size,
+        Duration::from_secs(config.api_request_timeout_s.into()),
+    )
+    .map_err(|e| e.to_string())?;
+    spawn("halley-resp", move || resp.run())?;
+    Ok(bound)
 }
 
 fn start_workers(

@@ -17,7 +17,8 @@ command -v ip >/dev/null 2>&1 || packages="$packages iproute2"
 command -v python3 >/dev/null 2>&1 || packages="$packages python3"
 /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || packages="$packages python3-prometheus-client"  # tests/metrics.rs
 command -v redis-server >/dev/null 2>&1 || packages="$packages redis-server"  # tests/broker.rs
-command -v redis-cli >/dev/null 2>&1 || packages="$packages redis-tools"  # tests/broker.rs (cluster create)
+command -v redis-cli >/dev/null 2>&1 || packages="$packages redis-tools"  # tests/broker.rs (cluster create), tests/resp.rs, RESP bench
+/usr/bin/python3 -c 'import redis' 2>/dev/null || packages="$packages python3-redis"  # tests/resp.rs
 if [ -z "$packages" ]; then
     echo "tsung already installed: $(tsung -v 2>/dev/null)"
     exit 0

@@ -2,6 +2,7 @@
 //! on their own listener, pipelined requests answered in order with bounded buffers.
 //! Publishing is a call into the hub; the workers do the writing.
 
+pub mod publish;
 pub mod request;
 pub mod stream;
 
@@ -15,9 +16,8 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::broker::publisher::{publish_through, Publisher};
+use crate::broker::publisher::{Item, Publisher};
 use crate::proto::poll;
-use crate::pubsub::hub::TOO_MANY_CHANNELS;
 use crate::stats::snapshot::Snapshot;
 use crate::stats::{prometheus, report, Shared};
 use crate::worker::inbox::{Inbox, Mail};
@@ -424,6 +424,48 @@ fn answer_complete(
     conn.input.drain(..pos);
 }
 
+/// `{"channel":C,"seq":N,"epoch":E}` (channel names never need escaping).
+fn published_json(channel: &str, published: &publish::Published) -> String {
+    let (seq, epoch) = (published.seq, published.epoch());
+    format!("{{\"channel\":\"{channel}\",\"seq\":{seq},\"epoch\":\"{epoch}\"}}")
+}
+
+/// A batch, in order: a JSON array with each message's answer, as a single publish
+/// would give it; 503 if any was refused (the others still went out).
+fn publish_batch(
+    shared: &Shared,
+    publisher: &mut Publisher,
+    messages: &[request::BatchMessage],
+) -> (u16, String) {
+    let mut status = 200;
+    let mut body = String::with_capacity(messages.len() * 48 + 2);
+    body.push('[');
+    let items: Vec<Item<'_>> = messages
+        .iter()
+        .map(|m| Item {
+            channel: &m.channel,
+            data: &m.data,
+        })
+        .collect();
+    let results = publish::publish_many(shared, publisher, &items);
+    for (i, (message, result)) in messages.iter().zip(results).enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        match result {
+            Ok(published) => body.push_str(&published_json(&message.channel, &published)),
+            Err(e) => {
+                status = 503;
+                let refused =
+                    serde_json::json!({ "channel": message.channel, "error": e.reason() });
+                body.push_str(&refused.to_string());
+            }
+        }
+    }
+    body.push(']');
+    (status, body)
+}
+
 fn refusal_body(reason: &str) -> String {
     serde_json::json!({ "error": reason }).to_string()
 }
@@ -436,32 +478,12 @@ fn answer(
 ) -> (u16, String) {
     match request {
         ApiRequest::Publish { channel, data } => {
-            if let Some(broker) = shared.broker.get() {
-                if let Some((seq, epoch)) = publish_through(broker, publisher, &channel, &data) {
-                    return (
-                        200,
-                        format!(
-                            "{{\"channel\":\"{channel}\",\"seq\":{seq},\"epoch\":\"{epoch}\"}}"
-                        ),
-                    );
-                }
-                broker
-                    .counters
-                    .published_locally
-                    .fetch_add(1, Ordering::Relaxed);
+            match publish::publish_one(shared, publisher, &channel, &data) {
+                Ok(published) => (200, published_json(&channel, &published)),
+                Err(e) => (503, refusal_body(e.reason())),
             }
-            let Ok((published, seq)) = shared.hub.publish(&channel, &data) else {
-                return (
-                    503,
-                    serde_json::json!({ "error": TOO_MANY_CHANNELS }).to_string(),
-                );
-            };
-            let epoch = &published.epoch;
-            (
-                200,
-                format!("{{\"channel\":\"{channel}\",\"seq\":{seq},\"epoch\":\"{epoch}\"}}"),
-            )
         }
+        ApiRequest::PublishBatch { messages } => publish_batch(shared, publisher, &messages),
         ApiRequest::History {
             channel,
             since,

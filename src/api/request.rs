@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
 
+use super::publish::{self, INVALID_CHANNEL, TOO_LARGE};
 use crate::proto::command::valid_channel;
 use crate::proto::http::MAX_HEAD;
 use crate::proto::query::param;
@@ -19,6 +20,10 @@ pub enum ApiRequest {
     Publish {
         channel: String,
         data: String,
+    },
+    /// A JSON array or NDJSON body of messages, answered with one result each.
+    PublishBatch {
+        messages: Vec<BatchMessage>,
     },
     /// `GET /api/history?channel=C&since=S&limit=L`.
     History {
@@ -154,7 +159,7 @@ pub fn parse(buf: &[u8], rules: ApiRules<'_>) -> ApiParsed {
         Err(()) => return fatal(buf.len(), 400, "invalid Content-Length"),
     };
     if body_len > max_body {
-        return fatal(buf.len(), 413, "body larger than --max-message-size");
+        return fatal(buf.len(), 413, TOO_LARGE);
     }
     if buf.len() < head_len + body_len {
         let expects_continue =
@@ -179,7 +184,7 @@ pub fn parse(buf: &[u8], rules: ApiRules<'_>) -> ApiParsed {
     let request = match (req.method.unwrap_or(""), path) {
         ("GET", "/health") => ApiRequest::Health,
         _ if !authorized => refuse(401, "missing or wrong API key (Authorization: Bearer KEY)"),
-        ("POST", "/api/publish") => publish(query, body),
+        ("POST", "/api/publish") => publish(query, body, header("content-type").as_deref()),
         ("GET", "/api/stats") => ApiRequest::Stats,
         ("GET", "/metrics") => ApiRequest::Metrics,
         ("GET", "/api/stats/stream") => ApiRequest::StatsStream,
@@ -250,19 +255,24 @@ struct PublishBody<'a> {
     data: &'a RawValue,
 }
 
-fn publish(query: &str, body: &[u8]) -> ApiRequest {
+fn publish(query: &str, body: &[u8], content_type: Option<&str>) -> ApiRequest {
+    let ndjson = content_type.is_some_and(|t| {
+        t.split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case(NDJSON))
+    });
     let (channel, data) = match param(query, "channel") {
-        Some(channel) => {
-            let channel = channel.into_owned();
+        Some(channel) => match publish::data_from_raw(body) {
             // A JSON body goes out as is; anything else becomes a JSON string.
-            let data = match serde_json::from_slice::<&RawValue>(body) {
-                Ok(raw) => raw.get().to_owned(),
-                Err(_) => match std::str::from_utf8(body) {
-                    Ok(text) => serde_json::to_string(text).expect("strings serialise"),
-                    Err(_) => return refuse(400, "a raw body must be UTF-8"),
-                },
+            Ok(data) => (channel.into_owned(), data),
+            Err(reason) => return refuse(400, reason),
+        },
+        None if ndjson => return batch(body.split(|&b| b == b'\n'), BatchFormat::Ndjson),
+        None if body.trim_ascii_start().starts_with(b"[") => {
+            return match serde_json::from_slice::<Vec<&RawValue>>(body) {
+                Ok(items) => batch(items.iter().map(|m| m.get().as_bytes()), BatchFormat::Array),
+                Err(_) => refuse(400, BATCH_SHAPE),
             };
-            (channel, data)
         }
         None => match serde_json::from_slice::<PublishBody<'_>>(body) {
             Ok(parsed) => (parsed.channel.into_owned(), parsed.data.get().to_owned()),
@@ -270,24 +280,80 @@ fn publish(query: &str, body: &[u8]) -> ApiRequest {
         },
     };
     if !valid_channel(&channel) {
-        return refuse(400, "invalid channel name");
+        return refuse(400, INVALID_CHANNEL);
     }
     ApiRequest::Publish { channel, data }
 }
+
+/// `Content-Type` of a batch with one message per line.
+pub const NDJSON: &str = "application/x-ndjson";
+/// Messages one batch may carry (the body cap, --max-message-size, applies too).
+pub const MAX_BATCH: usize = 1000;
+const BATCH_SHAPE: &str = "a batch must be a JSON array of {\"channel\":\"C\",\"data\":ANY}";
+
+/// One message of a batch, checked as a single publish is.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BatchMessage {
+    pub channel: String,
+    pub data: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BatchFormat {
+    Array,
+    /// Blank lines (and the last newline) are skipped.
+    Ndjson,
+}
+
+/// A batch is refused whole (400, naming the first bad message) before anything of
+/// it is published, so a client never has to find out which half went out.
+fn batch<'b>(items: impl Iterator<Item = &'b [u8]>, format: BatchFormat) -> ApiRequest {
+    let mut messages = Vec::new();
+    for (index, item) in items.enumerate() {
+        if format == BatchFormat::Ndjson && item.trim_ascii().is_empty() {
+            continue;
+        }
+        if messages.len() == MAX_BATCH {
+            return refuse(413, "a batch may carry at most 1000 messages");
+        }
+        let Ok(parsed) = serde_json::from_slice::<PublishBody<'_>>(item) else {
+            return ApiRequest::Refuse {
+                status: 400,
+                reason: Cow::Owned(format!("message {index}: {BATCH_SHAPE_ITEM}")),
+            };
+        };
+        if !valid_channel(&parsed.channel) {
+            return ApiRequest::Refuse {
+                status: 400,
+                reason: Cow::Owned(format!("message {index}: {INVALID_CHANNEL}")),
+            };
+        }
+        messages.push(BatchMessage {
+            channel: parsed.channel.into_owned(),
+            data: parsed.data.get().to_owned(),
+        });
+    }
+    if messages.is_empty() {
+        return refuse(400, "a batch must carry at least one message");
+    }
+    ApiRequest::PublishBatch { messages }
+}
+
+const BATCH_SHAPE_ITEM: &str = "must be {\"channel\":\"C\",\"data\":ANY}";
 
 fn presence(query: &str) -> ApiRequest {
     match param(query, "channel") {
         Some(channel) if valid_channel(&channel) => ApiRequest::Presence {
             channel: channel.into_owned(),
         },
-        _ => refuse(400, "invalid channel name"),
+        _ => refuse(400, INVALID_CHANNEL),
     }
 }
 
 fn history(query: &str) -> ApiRequest {
     let channel = param(query, "channel").unwrap_or_default();
     if !valid_channel(&channel) {
-        return refuse(400, "invalid channel name");
+        return refuse(400, INVALID_CHANNEL);
     }
     let number = |key: &str| param(query, key).map(|v| v.parse::<u64>());
     let since = match number("since") {

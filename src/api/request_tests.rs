@@ -338,3 +338,123 @@ fn the_dashboard_and_its_stream_also_take_the_key_in_the_query() {
     assert_eq!(post("/dashboard"), 405);
     assert_eq!(post("/api/stats/stream"), 405);
 }
+
+fn ndjson(body: &str) -> String {
+    post(
+        "/api/publish",
+        body,
+        "Content-Type: application/x-ndjson\r\n",
+    )
+}
+
+fn reason_of(raw: &str) -> (u16, String) {
+    match request_of(raw) {
+        ApiRequest::Refuse { status, reason } => (status, reason.into_owned()),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn message(channel: &str, data: &str) -> BatchMessage {
+    BatchMessage {
+        channel: channel.into(),
+        data: data.into(),
+    }
+}
+
+#[test]
+fn a_json_array_body_is_a_batch_in_order_with_data_byte_for_byte() {
+    let raw = post(
+        "/api/publish",
+        r#" [{"channel":"a","data":{"x": 1}},{"channel":"b","data":"two"}]"#,
+        "",
+    );
+    assert_eq!(
+        request_of(&raw),
+        ApiRequest::PublishBatch {
+            messages: vec![message("a", r#"{"x": 1}"#), message("b", r#""two""#)]
+        }
+    );
+}
+
+#[test]
+fn an_ndjson_body_is_a_batch_and_blank_lines_are_skipped() {
+    let body = "{\"channel\":\"a\",\"data\":1}\n\n{\"channel\":\"a\",\"data\":[2]}\r\n";
+    assert_eq!(
+        request_of(&ndjson(body)),
+        ApiRequest::PublishBatch {
+            messages: vec![message("a", "1"), message("a", "[2]")]
+        }
+    );
+    // A parameter on the content type is fine.
+    let typed = post(
+        "/api/publish",
+        "{\"channel\":\"a\",\"data\":1}",
+        "Content-Type: application/x-ndjson; charset=utf-8\r\n",
+    );
+    assert!(matches!(
+        request_of(&typed),
+        ApiRequest::PublishBatch { .. }
+    ));
+}
+
+#[test]
+fn a_raw_array_with_a_channel_parameter_stays_one_message() {
+    assert_eq!(
+        request_of(&post("/api/publish?channel=c", "[1,2]", "")),
+        ApiRequest::Publish {
+            channel: "c".into(),
+            data: "[1,2]".into()
+        }
+    );
+}
+
+#[test]
+fn a_bad_batch_is_refused_whole_naming_the_message() {
+    let bad_channel = post(
+        "/api/publish",
+        r#"[{"channel":"a","data":1},{"channel":"b c","data":2}]"#,
+        "",
+    );
+    assert_eq!(
+        reason_of(&bad_channel),
+        (400, "message 1: invalid channel name".into())
+    );
+    let bad_shape = ndjson("{\"channel\":\"a\",\"data\":1}\n{\"data\":2}\n");
+    assert_eq!(
+        reason_of(&bad_shape),
+        (
+            400,
+            "message 1: must be {\"channel\":\"C\",\"data\":ANY}".into()
+        )
+    );
+    assert_eq!(reason_of(&post("/api/publish", "[", "")).0, 400);
+    assert_eq!(
+        reason_of(&post("/api/publish", "[]", "")),
+        (400, "a batch must carry at least one message".into())
+    );
+    assert_eq!(reason_of(&ndjson("\n\n")).0, 400);
+}
+
+#[test]
+fn a_batch_carries_at_most_max_batch_messages() {
+    let rules = ApiRules {
+        max_body: 1 << 20,
+        api_key: None,
+    };
+    let line = "{\"channel\":\"a\",\"data\":1}\n";
+    let parse_of = |n: usize| match parse(ndjson(&line.repeat(n)).as_bytes(), rules) {
+        ApiParsed::Done { request, .. } => request,
+        other => panic!("{other:?}"),
+    };
+    match parse_of(MAX_BATCH) {
+        ApiRequest::PublishBatch { messages } => assert_eq!(messages.len(), MAX_BATCH),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        parse_of(MAX_BATCH + 1),
+        ApiRequest::Refuse {
+            status: 413,
+            reason: format!("a batch may carry at most {MAX_BATCH} messages").into()
+        }
+    );
+}

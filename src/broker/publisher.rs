@@ -166,29 +166,72 @@ impl Publisher {
         Ok(slot.as_mut().expect("connected"))
     }
 
-    /// Publishes one message through the shard that owns its channel.
-    pub fn publish(
+    /// Publishes `items`, in one round trip per shard; each gets its `(seq, epoch)`
+    /// or why not. A kept connection that turns out dead (Redis restarted) is
+    /// replaced once: it failed before Redis ran anything, so nothing goes twice.
+    pub fn publish_many(
         &mut self,
         slots: &SlotMap,
-        item: Item<'_>,
+        items: &[Item<'_>],
         history: HistoryLimits,
         epoch_candidate: &str,
         sharded: bool,
-    ) -> Result<(u64, String), String> {
+    ) -> Vec<Published> {
         if self.slots.as_ref() != Some(slots) {
             self.slots = Some(slots.clone());
             self.conns = (0..slots.shards.len()).map(|_| None).collect();
         }
-        let shard = slots.shard_of(wire::slot(item.channel));
+        let mut out: Vec<Published> = items.iter().map(|_| Err("not sent".into())).collect();
+        let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); slots.shards.len()];
+        for (i, item) in items.iter().enumerate() {
+            by_shard[slots.shard_of(wire::slot(item.channel))].push(i);
+        }
+        for (shard, indices) in by_shard.iter().enumerate() {
+            if indices.is_empty() {
+                continue;
+            }
+            let batch: Vec<Item<'_>> = indices.iter().map(|&i| items[i]).collect();
+            let replies = self.publish_on(
+                shard,
+                &slots.shards[shard],
+                &batch,
+                history,
+                epoch_candidate,
+                sharded,
+            );
+            match replies {
+                Ok(replies) => {
+                    for (&i, reply) in indices.iter().zip(replies) {
+                        out[i] = reply;
+                    }
+                }
+                Err(e) => {
+                    for &i in indices {
+                        out[i] = Err(e.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn publish_on(
+        &mut self,
+        shard: usize,
+        url: &str,
+        batch: &[Item<'_>],
+        history: HistoryLimits,
+        epoch_candidate: &str,
+        sharded: bool,
+    ) -> Result<Vec<Published>, String> {
         let slot = &mut self.conns[shard];
-        // A kept connection may have died with a Redis restart: one fresh try.
         for fresh in [slot.is_none(), true] {
             if fresh {
-                *slot = Some(connect(&slots.shards[shard])?);
+                *slot = Some(connect(url)?);
             }
             let conn = slot.as_mut().expect("connected");
-            match publish_batch(conn, &[item], history, epoch_candidate, sharded) {
-                Ok(mut replies) => return replies.pop().unwrap_or_else(|| Err("no reply".into())),
+            match publish_batch(conn, batch, history, epoch_candidate, sharded) {
+                Ok(replies) => return Ok(replies),
                 Err(e) => {
                     *slot = None;
                     if fresh || !e.stale {
@@ -201,30 +244,34 @@ impl Publisher {
     }
 }
 
-/// A publish through the broker, as the API (HTTP or RESP) does it: `None` when
-/// the broker is down or failed, and the caller then publishes locally.
-pub fn publish_through(
+/// Publishes through the broker, as the API and RESP do: one answer per item,
+/// `None` when the broker is down or that item failed (the caller then publishes
+/// it locally).
+pub fn publish_through_many(
     broker: &super::Broker,
     publisher: &mut Publisher,
-    channel: &str,
-    data: &str,
-) -> Option<(u64, String)> {
+    items: &[Item<'_>],
+) -> Vec<Option<(u64, String)>> {
     use std::sync::atomic::Ordering;
     if broker.state() == super::BrokerState::Down {
-        return None;
+        return items.iter().map(|_| None).collect();
     }
-    let item = Item { channel, data };
-    let result = publisher.publish(
+    let replies = publisher.publish_many(
         &broker.slots(),
-        item,
+        items,
         broker.history(),
         &broker.new_epoch(),
         broker.target.sharded(),
     );
-    let counter = match &result {
-        Ok(_) => &broker.counters.published,
-        Err(_) => &broker.counters.publish_errors,
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
-    result.ok()
+    replies
+        .into_iter()
+        .map(|reply| {
+            let counter = match &reply {
+                Ok(_) => &broker.counters.published,
+                Err(_) => &broker.counters.publish_errors,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            reply.ok()
+        })
+        .collect()
 }

@@ -174,6 +174,10 @@ pub struct Shared {
     pub api_unauthorized: AtomicU64,
     /// `--broker`, once it is started.
     pub broker: std::sync::OnceLock<Arc<crate::broker::Broker>>,
+    /// RESP (`--resp-listen`): commands answered, error replies, connections held now.
+    pub resp_commands: AtomicU64,
+    pub resp_errors: AtomicU64,
+    pub resp_connections: AtomicU64,
 }
 
 impl Shared {
@@ -187,6 +191,9 @@ impl Shared {
             per_address: PerAddress::default(),
             api_unauthorized: AtomicU64::new(0),
             broker: std::sync::OnceLock::new(),
+            resp_commands: AtomicU64::new(0),
+            resp_errors: AtomicU64::new(0),
+            resp_connections: AtomicU64::new(0),
         }
     }
 

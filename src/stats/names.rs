@@ -94,6 +94,12 @@ families! {
         "Channel states read from Redis (a first subscriber here, or a resync).";
     BROKER_RECONNECTS: "halley_broker_reconnects_total", Counter,
         "Times the broker came back after Redis was unreachable.";
+    RESP_COMMANDS: "halley_resp_commands_total", Counter,
+        "RESP commands answered (--resp-listen), errors included.";
+    RESP_ERRORS: "halley_resp_errors_total", Counter,
+        "RESP error replies: refused commands and protocol errors.";
+    RESP_CONNECTIONS: "halley_resp_connections", Gauge,
+        "RESP connections held now.";
     WORKER_EVENTS: "halley_worker_events_total", Counter,
         "Readiness events handled, by worker.";
     MEMORY_RESIDENT: "halley_memory_resident_bytes", Gauge,

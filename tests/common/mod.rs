@@ -36,6 +36,8 @@ pub struct Server {
     pub client_addr: SocketAddr,
     pub api_addr: SocketAddr,
     pub workers: usize,
+    /// `resp=` on the start-up line: set when started with `--resp-listen`.
+    pub resp_addr: Option<SocketAddr>,
 }
 
 impl Server {
@@ -78,13 +80,14 @@ impl Server {
                     panic!("no start-up line from halley ({e}); exit: {status:?}");
                 }
             };
-            if let Some((client_addr, api_addr, workers)) = parse_startup(&line) {
+            if let Some((client_addr, api_addr, workers, resp_addr)) = parse_startup(&line) {
                 return Server {
                     pid: child.id(),
                     child,
                     client_addr,
                     api_addr,
                     workers,
+                    resp_addr,
                 };
             }
         }
@@ -167,18 +170,20 @@ impl Drop for Server {
     }
 }
 
-fn parse_startup(line: &str) -> Option<(SocketAddr, SocketAddr, usize)> {
+/// `halley listening: clients=A api=B workers=N [resp=C]`.
+fn parse_startup(line: &str) -> Option<(SocketAddr, SocketAddr, usize, Option<SocketAddr>)> {
     let rest = line.strip_prefix("halley listening: ")?;
-    let (mut clients, mut api, mut workers) = (None, None, None);
+    let (mut clients, mut api, mut workers, mut resp) = (None, None, None, None);
     for field in rest.split_whitespace() {
         match field.split_once('=')? {
             ("clients", v) => clients = v.parse().ok(),
             ("api", v) => api = v.parse().ok(),
             ("workers", v) => workers = v.parse().ok(),
+            ("resp", v) => resp = Some(v.parse().ok()?),
             _ => {}
         }
     }
-    Some((clients?, api?, workers?))
+    Some((clients?, api?, workers?, resp))
 }
 
 /// A TCP connection with read/write timeouts and no Nagle delay.

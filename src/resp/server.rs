@@ -1,0 +1,374 @@
+//! The RESP thread: a mio loop over the `--resp-listen` connections, pipelined
+//! commands answered in order with bounded buffers, as the HTTP API does. Publishers
+//! are few, so each connection may own its buffers.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use super::command::{self, Action, Rules, Session};
+use super::encode;
+use super::parse::{self, Limits, Parsed};
+use crate::api::publish::publish_one;
+use crate::broker::publisher::Publisher;
+use crate::stats::Shared;
+
+const LISTENER: Token = Token(usize::MAX);
+const READ_CHUNK: usize = 16 * 1024;
+/// Replies queued for a client that does not read them: past this the connection
+/// is neither read nor parsed until the socket takes them (as the API does).
+const OUTPUT_HIGH: usize = 256 * 1024;
+/// Reads one connection gets per turn before the others are served.
+const READS_PER_TURN: usize = 64;
+/// Room beside the message for the command's name, the channel and the framing.
+const COMMAND_SLACK: usize = 4096;
+const MAX_ARGS: usize = 1024;
+/// RESP connections held at once; past it a new one is told and closed.
+pub const MAX_CONNECTIONS: usize = 1024;
+const TICK: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Open,
+    /// The last reply (QUIT's, or a protocol error) is queued; close once it is out.
+    Closing,
+    /// Writing is shut down; what the client still sends is read and dropped, so
+    /// the last reply is not lost to a reset.
+    Draining,
+}
+
+#[derive(Debug)]
+struct RespConnection {
+    stream: TcpStream,
+    session: Session,
+    input: Vec<u8>,
+    /// The parser needs `input` to hold this many bytes before it can say more.
+    wants: usize,
+    output: Vec<u8>,
+    phase: Phase,
+    peer_closed: bool,
+    /// When the command now in `input` began arriving, or when draining began.
+    request_began: Instant,
+    last_active: Instant,
+}
+
+#[derive(Debug)]
+pub struct RespServer {
+    poll: Poll,
+    listener: TcpListener,
+    conns: Slab<RespConnection>,
+    shared: Arc<Shared>,
+    api_key: Option<&'static str>,
+    max_message: usize,
+    /// A command not complete this long after its first byte is refused.
+    request_timeout: Duration,
+    next_id: u64,
+    resume: Vec<usize>,
+    /// With `--broker`: this thread's connections to Redis.
+    publisher: Publisher,
+}
+
+impl RespServer {
+    pub fn new(
+        listener: std::net::TcpListener,
+        shared: Arc<Shared>,
+        api_key: Option<&'static str>,
+        max_message: usize,
+        request_timeout: Duration,
+    ) -> io::Result<RespServer> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(RespServer {
+            poll,
+            listener,
+            conns: Slab::new(),
+            shared,
+            api_key,
+            max_message,
+            request_timeout,
+            next_id: 1,
+            resume: Vec::new(),
+            publisher: Publisher::default(),
+        })
+    }
+
+    /// Serves until the process exits.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(256);
+        let mut next_sweep = Instant::now() + TICK;
+        loop {
+            let timeout = if self.resume.is_empty() {
+                next_sweep.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            crate::reactor::wait(&mut self.poll, &mut events, Some(timeout))?;
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(now),
+                    Token(key) => self.serve_or_drop(key, now),
+                }
+            }
+            for key in std::mem::take(&mut self.resume) {
+                self.serve_or_drop(key, now);
+            }
+            if now >= next_sweep {
+                self.sweep(now);
+                next_sweep = now + TICK;
+            }
+        }
+    }
+
+    fn accept_all(&mut self, now: Instant) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) if self.conns.len() >= MAX_CONNECTIONS => {
+                    let _ = stream.write(b"-ERR max number of clients reached\r\n");
+                }
+                Ok((mut stream, _)) => {
+                    let entry = self.conns.vacant_entry();
+                    let token = Token(entry.key());
+                    let interest = Interest::READABLE | Interest::WRITABLE;
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut stream, token, interest)
+                        .is_ok()
+                    {
+                        entry.insert(RespConnection {
+                            stream,
+                            session: Session::new(self.next_id),
+                            input: Vec::new(),
+                            wants: 1,
+                            output: Vec::new(),
+                            phase: Phase::Open,
+                            peer_closed: false,
+                            request_began: now,
+                            last_active: now,
+                        });
+                        self.next_id += 1;
+                        self.shared.resp_connections.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
+                    return
+                }
+                Err(_) => continue,
+            }
+        }
+    }
+
+    fn serve_or_drop(&mut self, key: usize, now: Instant) {
+        if self.conns.contains(key) && !self.serve(key, now) {
+            self.remove(key);
+        }
+    }
+
+    fn remove(&mut self, key: usize) {
+        self.conns.remove(key);
+        self.shared.resp_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Answers what is complete, writes, reads, until the socket has nothing more to
+    /// give, the client stops taking replies, or the turn's reads are used up (then
+    /// `resume` brings it back). Returns false to drop the connection.
+    fn serve(&mut self, key: usize, now: Instant) -> bool {
+        let ctx = Context {
+            shared: &self.shared,
+            rules: Rules {
+                api_key: self.api_key.map(str::as_bytes),
+                max_message: self.max_message,
+                uptime_s: self.shared.started.elapsed().as_secs(),
+                connected: self.conns.len(),
+            },
+            limits: Limits {
+                max_args: MAX_ARGS,
+                max_command: self.max_message + COMMAND_SLACK,
+            },
+        };
+        let conn = &mut self.conns[key];
+        let mut chunk = [0u8; READ_CHUNK];
+        for _ in 0..READS_PER_TURN {
+            answer_complete(conn, &ctx, &mut self.publisher, now);
+            if !flush(conn, now) {
+                return false;
+            }
+            if conn.output.len() >= OUTPUT_HIGH {
+                return true; // the socket is full: its writable edge brings us back
+            }
+            if conn.phase == Phase::Closing && conn.output.is_empty() {
+                start_draining(conn, now);
+            }
+            if conn.phase == Phase::Open && conn.input.len() >= conn.wants {
+                continue; // replies stopped at the bound, which the flush has freed
+            }
+            if conn.peer_closed {
+                return !conn.output.is_empty();
+            }
+            match conn.stream.read(&mut chunk) {
+                Ok(0) => conn.peer_closed = true,
+                Ok(n) => {
+                    conn.last_active = now;
+                    if conn.phase == Phase::Open {
+                        if conn.input.is_empty() {
+                            conn.request_began = now;
+                        }
+                        conn.input.extend_from_slice(&chunk[..n]);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        self.resume.push(key);
+        true
+    }
+
+    /// Once a second: a command that is taking too long is refused, and replies
+    /// nobody reads and drains past the timeout end their connection.
+    fn sweep(&mut self, now: Instant) {
+        let timeout = self.request_timeout;
+        let mut expired = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            let quiet = now.saturating_duration_since(conn.last_active);
+            let pending = now.saturating_duration_since(conn.request_began);
+            let unread = !conn.output.is_empty() && quiet > timeout;
+            let drained = conn.phase == Phase::Draining && pending > timeout;
+            if unread || drained {
+                expired.push(key);
+            } else if conn.phase == Phase::Open
+                && !conn.input.is_empty()
+                && conn.output.is_empty()
+                && pending > timeout
+            {
+                encode::error(
+                    &mut conn.output,
+                    "ERR Protocol error: command not complete within --api-request-timeout",
+                );
+                self.shared.resp_errors.fetch_add(1, Ordering::Relaxed);
+                conn.input.clear();
+                conn.phase = Phase::Closing;
+                if !flush(conn, now) {
+                    expired.push(key);
+                } else if conn.output.is_empty() {
+                    start_draining(conn, now);
+                }
+            }
+        }
+        for key in expired {
+            self.remove(key);
+        }
+    }
+}
+
+/// What answering needs besides the connection.
+struct Context<'a> {
+    shared: &'a Shared,
+    rules: Rules<'a>,
+    limits: Limits,
+}
+
+/// Parses and answers every complete command in the input while replies fit; the
+/// answered bytes are removed once at the end.
+fn answer_complete(
+    conn: &mut RespConnection,
+    ctx: &Context<'_>,
+    publisher: &mut Publisher,
+    now: Instant,
+) {
+    let (mut commands, mut errors) = (0, 0);
+    let mut pos = 0;
+    while conn.phase == Phase::Open
+        && conn.input.len() - pos >= conn.wants
+        && conn.output.len() < OUTPUT_HIGH
+    {
+        match parse::parse(&conn.input[pos..], ctx.limits) {
+            Parsed::Partial { wants } => conn.wants = wants.max(1),
+            Parsed::Command { consumed, args } => {
+                pos += consumed;
+                conn.wants = 1;
+                conn.request_began = now;
+                if args.is_empty() {
+                    continue;
+                }
+                commands += 1;
+                let before = conn.output.len();
+                match command::execute(&mut conn.session, &args, ctx.rules, &mut conn.output) {
+                    Action::Replied => {}
+                    Action::Publish { channel, data } => {
+                        match publish_one(ctx.shared, publisher, &channel, &data) {
+                            Ok(published) => {
+                                encode::integer(&mut conn.output, published.seq as i64)
+                            }
+                            Err(e) => {
+                                encode::error(&mut conn.output, &format!("ERR {}", e.reason()))
+                            }
+                        }
+                    }
+                    Action::Quit => {
+                        conn.phase = Phase::Closing;
+                        pos = conn.input.len();
+                    }
+                }
+                if conn.output.get(before) == Some(&b'-') {
+                    errors += 1;
+                }
+            }
+            Parsed::Invalid { reason } => {
+                encode::error(&mut conn.output, &format!("ERR Protocol error: {reason}"));
+                errors += 1;
+                conn.phase = Phase::Closing;
+                pos = conn.input.len();
+            }
+        }
+    }
+    conn.input.drain(..pos);
+    // One large command must not keep its buffer for the life of a pooled connection.
+    if conn.input.is_empty() && conn.input.capacity() > READ_CHUNK {
+        conn.input = Vec::new();
+    }
+    if commands > 0 {
+        ctx.shared
+            .resp_commands
+            .fetch_add(commands, Ordering::Relaxed);
+    }
+    if errors > 0 {
+        ctx.shared.resp_errors.fetch_add(errors, Ordering::Relaxed);
+    }
+}
+
+fn start_draining(conn: &mut RespConnection, now: Instant) {
+    let _ = conn.stream.shutdown(Shutdown::Write);
+    conn.phase = Phase::Draining;
+    conn.request_began = now;
+}
+
+/// Writes what the socket takes; the rest waits for the next writable event.
+fn flush(conn: &mut RespConnection, now: Instant) -> bool {
+    while !conn.output.is_empty() {
+        match conn.stream.write(&conn.output) {
+            Ok(n) => {
+                conn.output.drain(..n);
+                conn.last_active = now;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+    }
+    if conn.output.capacity() > OUTPUT_HIGH {
+        conn.output = Vec::new();
+    }
+    true
+}
