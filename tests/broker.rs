@@ -313,3 +313,47 @@ fn a_redis_with_a_password_works_and_the_password_is_not_shown() {
     let url = stats["broker"]["url"].as_str().unwrap();
     assert!(!url.contains("s3cret-pw") && url.contains("***"), "{url}");
 }
+
+#[test]
+fn batches_resp_and_history_go_through_redis_too() {
+    let redis = Redis::start();
+    let a = Server::start(&["--broker", &redis.url(), "--resp-listen", "127.0.0.1:0"]);
+    let b = node(&redis.url());
+    let mut ws = b.connect("/ws");
+    subscribe(&mut ws, "mixed");
+    // A batch: one round trip to Redis per shard, numbered there.
+    let (status, body) = a.publisher().request(
+        "POST",
+        "/api/publish",
+        br#"[{"channel":"mixed","data":1},{"channel":"elsewhere","data":2},{"channel":"mixed","data":3}]"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let answers: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answers[0]["seq"], 1, "{body}");
+    assert_eq!(answers[1]["seq"], 1, "{body}");
+    assert_eq!(answers[2]["seq"], 2, "{body}");
+    expect_push(&mut ws, "mixed", 1, "1");
+    expect_push(&mut ws, "mixed", 2, "3");
+    // RESP on node A.
+    let resp = a.resp_addr.expect("resp listener");
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &resp.port().to_string()])
+        .args(["PUBLISH", "mixed", "4"])
+        .output()
+        .expect("redis-cli");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
+    expect_push(&mut ws, "mixed", 3, "4");
+    // Node B never held "elsewhere": its history comes from Redis's log.
+    let (status, body) =
+        b.publisher()
+            .request("GET", "/api/history?channel=elsewhere&since=0", b"");
+    assert_eq!(status, 200, "{body}");
+    let history: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        common::comet::seqs(&history, "elsewhere"),
+        vec![1],
+        "{history}"
+    );
+    assert_eq!(history["recovered"], true, "{history}");
+    assert_eq!(history["last_seq"], 1, "{history}");
+}

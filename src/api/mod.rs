@@ -488,7 +488,7 @@ fn answer(
             channel,
             since,
             limit,
-        } => (200, history(shared, &channel, since, limit)),
+        } => (200, history(shared, publisher, &channel, since, limit)),
         ApiRequest::Presence { channel } if shared.hub.keeps_presence(&channel) => {
             let merged = shared
                 .broker
@@ -548,7 +548,17 @@ fn flush(conn: &mut ApiConnection, now: Instant) -> bool {
 
 /// `GET /api/history`: the long-poll answer's JSON. A channel that does not exist
 /// now has nothing kept: an empty answer at seq 0, with no epoch to resume in.
-fn history(shared: &Shared, channel: &str, since: u64, limit: usize) -> String {
+fn history(
+    shared: &Shared,
+    publisher: &mut Publisher,
+    channel: &str,
+    since: u64,
+    limit: usize,
+) -> String {
+    let mut from_redis = || {
+        let broker = shared.broker.get()?;
+        broker.backlog(publisher, channel)
+    };
     let body = match shared.hub.backlog(channel, since, limit) {
         Some(backlog) => {
             let standing = poll::Standing {
@@ -559,15 +569,40 @@ fn history(shared: &Shared, channel: &str, since: u64, limit: usize) -> String {
             };
             poll::body(backlog.messages.iter().map(|(_, p)| &p[..]), &[standing])
         }
-        None => {
-            let standing = poll::Standing {
-                name: channel,
-                last_seq: 0,
-                epoch: "",
-                recovered: since == 0,
-            };
-            poll::body([], &[standing])
-        }
+        None => match from_redis() {
+            // A node that does not hold the channel answers from Redis's log.
+            Some((epoch, last_seq, log)) => {
+                let oldest = log.first().map_or(last_seq + 1, |m| m.0);
+                let recovered = since <= last_seq && (since == last_seq || since + 1 >= oldest);
+                let pushes: Vec<(u64, Vec<u8>)> = log
+                    .iter()
+                    .filter(|(seq, _)| *seq > since)
+                    .take(limit)
+                    .map(|(seq, data)| {
+                        (
+                            *seq,
+                            crate::pubsub::hub::remote::push_of(channel, *seq, data),
+                        )
+                    })
+                    .collect();
+                let standing = poll::Standing {
+                    name: channel,
+                    last_seq: pushes.last().map_or(last_seq, |m| m.0),
+                    epoch: &epoch,
+                    recovered,
+                };
+                poll::body(pushes.iter().map(|(_, p)| &p[..]), &[standing])
+            }
+            None => {
+                let standing = poll::Standing {
+                    name: channel,
+                    last_seq: 0,
+                    epoch: "",
+                    recovered: since == 0,
+                };
+                poll::body([], &[standing])
+            }
+        },
     };
     String::from_utf8(body).expect("the body is JSON text")
 }

@@ -569,6 +569,20 @@ impl Broker {
         self.answer(publish, answer);
     }
 
+    /// `GET /api/history` for a channel this node does not hold: Redis's log.
+    pub fn backlog(
+        &self,
+        publisher: &mut publisher::Publisher,
+        name: &str,
+    ) -> Option<(String, u64, Vec<(u64, String)>)> {
+        if self.state() == BrokerState::Down {
+            return None;
+        }
+        let slots = self.slots();
+        let conn = publisher.connection(&slots, name).ok()?;
+        publisher::read_backlog(conn, name).ok().flatten()
+    }
+
     /// `GET /api/presence` with the broker: every live node's entry, merged.
     pub fn presence_json(
         &self,

@@ -132,6 +132,38 @@ pub fn read_states(conn: &mut Connection, asks: &[Ask]) -> Result<Vec<Option<Sta
     Ok(replies.iter().map(wire::decode_state).collect())
 }
 
+/// A channel's kept messages as Redis has them, read-only: `None` if Redis knows no
+/// epoch for it. For `GET /api/history` on a node that does not hold the channel.
+pub fn read_backlog(
+    conn: &mut Connection,
+    channel: &str,
+) -> Result<Option<(String, u64, Vec<(u64, String)>)>, String> {
+    let (epoch, seq, log): (Option<String>, Option<u64>, Value) = redis::pipe()
+        .cmd("GET")
+        .arg(wire::epoch_key(channel))
+        .cmd("GET")
+        .arg(wire::seq_key(channel))
+        .cmd("XRANGE")
+        .arg(wire::log_key(channel))
+        .arg("-")
+        .arg("+")
+        .query(conn)
+        .map_err(|e| e.to_string())?;
+    let Some(epoch) = epoch else {
+        return Ok(None);
+    };
+    // The state reply's decoder reads the log; the clock does not matter here.
+    let state = Value::Array(vec![
+        Value::BulkString(epoch.clone().into_bytes()),
+        Value::Int(seq.unwrap_or(0) as i64),
+        Value::Int(0),
+        log,
+    ]);
+    let state = wire::decode_state(&state).ok_or("unexpected log reply")?;
+    let messages = state.log.into_iter().map(|l| (l.seq, l.data)).collect();
+    Ok(Some((epoch, state.last_seq, messages)))
+}
+
 /// Every shard's command connection, for a thread that publishes (the API's).
 /// Connections are opened on first use and dropped on an error; the broker's
 /// state says whether trying is worth it.

@@ -246,7 +246,7 @@ pub fn presence_data(kind: &str, user: &str, info: Option<&str>) -> String {
 }
 
 /// The bytes a node sends for message `seq` of `name`: a push, or a presence event.
-fn push_of(name: &str, seq: u64, data: &str) -> Vec<u8> {
+pub fn push_of(name: &str, seq: u64, data: &str) -> Vec<u8> {
     match data.strip_prefix('!') {
         Some(fields) => format!("{{\"channel\":\"{name}\",\"seq\":{seq},{fields}").into_bytes(),
         None => command::push(name, seq, data),
