@@ -571,7 +571,11 @@ fn history(
         }
         None => match from_redis() {
             // A node that does not hold the channel answers from Redis's log.
-            Some((epoch, last_seq, log)) => {
+            Some(crate::broker::publisher::Backlog {
+                epoch,
+                last_seq,
+                messages: log,
+            }) => {
                 let oldest = log.first().map_or(last_seq + 1, |m| m.0);
                 let recovered = since <= last_seq && (since == last_seq || since + 1 >= oldest);
                 let pushes: Vec<(u64, Vec<u8>)> = log

@@ -574,7 +574,7 @@ impl Broker {
         &self,
         publisher: &mut publisher::Publisher,
         name: &str,
-    ) -> Option<(String, u64, Vec<(u64, String)>)> {
+    ) -> Option<publisher::Backlog> {
         if self.state() == BrokerState::Down {
             return None;
         }

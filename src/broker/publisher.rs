@@ -134,10 +134,7 @@ pub fn read_states(conn: &mut Connection, asks: &[Ask]) -> Result<Vec<Option<Sta
 
 /// A channel's kept messages as Redis has them, read-only: `None` if Redis knows no
 /// epoch for it. For `GET /api/history` on a node that does not hold the channel.
-pub fn read_backlog(
-    conn: &mut Connection,
-    channel: &str,
-) -> Result<Option<(String, u64, Vec<(u64, String)>)>, String> {
+pub fn read_backlog(conn: &mut Connection, channel: &str) -> Result<Option<Backlog>, String> {
     let (epoch, seq, log): (Option<String>, Option<u64>, Value) = redis::pipe()
         .cmd("GET")
         .arg(wire::epoch_key(channel))
@@ -161,7 +158,19 @@ pub fn read_backlog(
     ]);
     let state = wire::decode_state(&state).ok_or("unexpected log reply")?;
     let messages = state.log.into_iter().map(|l| (l.seq, l.data)).collect();
-    Ok(Some((epoch, state.last_seq, messages)))
+    Ok(Some(Backlog {
+        epoch,
+        last_seq: state.last_seq,
+        messages,
+    }))
+}
+
+/// What Redis keeps of a channel: its epoch, last seq and log (seq, data).
+#[derive(Debug)]
+pub struct Backlog {
+    pub epoch: String,
+    pub last_seq: u64,
+    pub messages: Vec<(u64, String)>,
 }
 
 /// Every shard's command connection, for a thread that publishes (the API's).
