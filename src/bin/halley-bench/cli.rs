@@ -139,6 +139,9 @@ pub struct HoldArgs {
     /// Seconds to hold the connections once all were opened
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
+    /// WebSocket only: open plain `/ws` connections subscribed to nothing
+    #[arg(long)]
+    pub no_subscribe: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -65,6 +65,7 @@ struct Setup {
     publish: Option<PubCfg>,
     drop_after: Duration,
     away: Duration,
+    subscribe: bool,
 }
 
 /// The client listener: `ws://` or `http://`, whatever the transport.
@@ -129,6 +130,7 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
             publish: None,
             drop_after: none,
             away: none,
+            subscribe: !a.no_subscribe,
         },
         Scenario::Fanout(a) => Setup {
             kind: Kind::Fanout,
@@ -144,6 +146,7 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
             )),
             drop_after: none,
             away: none,
+            subscribe: true,
         },
         Scenario::Reconnect(a) => Setup {
             kind: Kind::Reconnect,
@@ -159,6 +162,7 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
             )),
             drop_after: positive_secs(a.drop_after, "--drop-after")?,
             away: positive_secs(a.away, "--away")?,
+            subscribe: true,
         },
         Scenario::Churn(a) => Setup {
             kind: Kind::Churn,
@@ -169,6 +173,7 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
             publish: None,
             drop_after: none,
             away: none,
+            subscribe: true,
         },
         Scenario::Burst(_) => Setup {
             kind: Kind::Burst,
@@ -179,6 +184,7 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
             publish: None,
             drop_after: none,
             away: none,
+            subscribe: true,
         },
     })
 }
@@ -276,6 +282,7 @@ fn run_here(cli: &Cli, s: &Setup) -> Result<Outcome, String> {
         messages: s.messages,
         churn_until: Instant::now() + s.churn,
         away: s.away,
+        subscribe: s.subscribe,
     };
     let publish_span = match &s.publish {
         Some(p) if p.rate > 0.0 => stats::secs(p.messages as f64 / p.rate),
