@@ -11,7 +11,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// buffers a burst of arrivals grew out of do not stay resident while the server
 /// idles (docs/benchmarks.md, "Memory as an outside client sees it").
 #[export_name = "_rjem_malloc_conf"]
-pub static MALLOC_CONF: &[u8; 60] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+pub static MALLOC_CONF: &[u8; 60] =
+    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 fn main() {
     let cli = Cli::parse();

@@ -150,7 +150,11 @@ mod tests {
         assert_eq!(slab.get(keys[5]), None);
         assert_eq!(slab.next_key(), keys[PAGE + 7]);
         let reused = slab.insert(99);
-        assert_eq!(reused, keys[PAGE + 7], "the latest freed entry is filled first");
+        assert_eq!(
+            reused,
+            keys[PAGE + 7],
+            "the latest freed entry is filled first"
+        );
         let again = slab.insert(98);
         assert_eq!(again, keys[5]);
         assert_eq!(slab.pages.len(), 3, "no page added while others had room");
