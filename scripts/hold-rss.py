@@ -13,7 +13,7 @@ connections and measures from there (the growth method: B -> B + N). --env sets 
 variable for the server only (e.g. _RJEM_MALLOC_CONF=...).
 
 Starts its own server on 127.0.0.1 (fixed ports 28180/28181, or --port), reads
-VmRSS from /proc 1.5 s after start-up (or --wait s after the base is all open) and
+VmRSS from /proc (and jemalloc's allocated bytes from /api/stats) 1.5 s after start-up (or --wait s after the base is all open) and
 --wait s after /api/stats shows all connections, stops the server by its PID.
 Every wait is bounded.
 """
@@ -72,13 +72,13 @@ def one_run(a, port, key_args):
             benches.append(start_bench(a, client, api, key_args, a.base, "base", hold_s + 15))
             wait_open(api, a.base, benches[-1])
             time.sleep(a.wait)
-        idle = rss_kib(server.pid)
+        idle, idle_heap = rss_kib(server.pid), stats(api)["allocated_bytes"]
         benches.append(start_bench(a, client, api, key_args, a.connections, "bench", hold_s))
         wait_open(api, a.base + a.connections, benches[-1])
         time.sleep(a.wait)
-        held = rss_kib(server.pid)
+        held, held_heap = rss_kib(server.pid), stats(api)["allocated_bytes"]
         failed = failures(benches[-1])
-        return idle, held, failed
+        return idle, held, (held_heap - idle_heap) / a.connections, failed
     finally:
         for bench in benches:
             if bench.poll() is None:
@@ -108,11 +108,11 @@ def main():
             API_KEY = f.read().strip()
         key_args = ["--api-key-file", a.api_key_file]
     for run in range(a.runs):
-        idle, held, failed = one_run(a, a.port, key_args)
+        idle, held, heap, failed = one_run(a, a.port, key_args)
         per = (held - idle) * 1024 / a.connections
         print(f"{a.transport} {a.case} run {run + 1}: {'idle' if not a.base else f'{a.base} held'} "
               f"{idle} KiB, +{a.connections} held {held} KiB: "
-              f"{per:.1f} B/conn (bench failed: {failed})", flush=True)
+              f"{per:.1f} B/conn, heap {heap:.1f} B/conn (bench failed: {failed})", flush=True)
         time.sleep(1)
 
 if __name__ == "__main__":

@@ -182,6 +182,8 @@ mod tests {
     #[test]
     fn two_subscribers_stay_inline_and_more_spill_and_come_back() {
         assert_eq!(std::mem::size_of::<Subscribers>(), 16);
+        // A channel held by a worker: its Arc, these 16 bytes and its last seq.
+        assert_eq!(std::mem::size_of::<LocalChannel>(), 32);
         let mut subs = Subscribers::default();
         subs.push(7);
         subs.push(8);
