@@ -108,7 +108,7 @@ impl Worker {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = if !self.unfinished_reads.is_empty() || !self.inbox.about_to_sleep() {
+            let timeout = if !self.unfinished_reads.is_empty() {
                 Duration::ZERO
             } else if self.shutdown_deadline.is_some() {
                 Duration::from_millis(50)
@@ -116,7 +116,6 @@ impl Worker {
                 self.until_next_sweep()
             };
             crate::reactor::wait(&mut self.poll, &mut events, Some(timeout))?;
-            self.inbox.awake();
             self.now = self.started.elapsed().as_secs() as u32;
             for event in events.iter() {
                 if event.token() == WAKER {
