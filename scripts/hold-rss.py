@@ -3,13 +3,21 @@
 VmRSS, then VmRSS once N connections are held by halley-bench, divided by N.
 
     scripts/hold-rss.py [--transport ws|sse|poll] [--connections 10000] [--runs 3]
-                        [--server target/release/halley] [--bench target/release/halley-bench]
+                        [--case shared|own|none] [--base 0] [--wait 1]
+                        [--env NAME=VALUE] [--server target/release/halley]
+                        [--bench target/release/halley-bench]
+
+--case: every connection on one shared channel (default), each on a channel of its
+own, or none subscribed (WebSocket only). --base B first opens and holds B
+connections and measures from there (the growth method: B -> B + N). --env sets a
+variable for the server only (e.g. _RJEM_MALLOC_CONF=...).
 
 Starts its own server on 127.0.0.1 (fixed ports 28180/28181, or --port), reads
-VmRSS from /proc 1.5 s after start-up and 1 s after /api/stats shows all N
-connections, stops the server by its PID. Every wait is bounded.
+VmRSS from /proc (and jemalloc's allocated bytes from /api/stats) 1.5 s after start-up (or --wait s after the base is all open) and
+--wait s after /api/stats shows all connections, stops the server by its PID.
+Every wait is bounded.
 """
-import argparse, json, re, subprocess, sys, time, urllib.request
+import argparse, json, os, re, subprocess, sys, time, urllib.request
 
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
@@ -23,35 +31,59 @@ def stats(api):
     with urllib.request.urlopen(req, timeout=5) as r:
         return json.load(r)
 
+def start_bench(a, client, api, key_args, count, prefix, duration):
+    channels = count if a.case == "own" else 1
+    case_args = ["--no-subscribe"] if a.case == "none" else []
+    return subprocess.Popen([a.bench, "--url", f"ws://{client}", "--api", f"http://{api}",
+                             "--json", "--quiet", "--transport", a.transport, *key_args,
+                             "--channels", str(channels), "--channel-prefix", prefix, "hold",
+                             "--connections", str(count), "--procs", "2",
+                             "--duration", str(duration), *case_args],
+                            stdout=subprocess.PIPE, text=True)
+
+def wait_open(api, count, bench):
+    deadline = time.time() + 60
+    while stats(api)["connections_open"] < count:
+        if time.time() > deadline or bench.poll() is not None:
+            sys.exit("the connections never were all open")
+        time.sleep(0.2)
+
+def failures(bench):
+    out, _ = bench.communicate(timeout=90)
+    verdict = json.loads(out.strip().splitlines()[-1])
+    failed = verdict.get("failed", {})
+    return failed.get("total", failed) if isinstance(failed, dict) else failed
+
 def one_run(a, port, key_args):
     client, api = f"127.0.0.1:{port}", f"127.0.0.1:{port + 1}"
+    env = dict(os.environ)
+    for item in a.env:
+        name, _, value = item.partition("=")
+        env[name] = value
     server = subprocess.Popen([a.server, "serve", "--listen", client, "--api-listen", api,
                                "--ping-interval", "0", "--idle-timeout", "0", "--stats", "false",
                                *key_args],
-                              stdout=subprocess.DEVNULL)
-    bench = None
+                              stdout=subprocess.DEVNULL, env=env)
+    benches = []
     try:
         time.sleep(1.5)
-        idle = rss_kib(server.pid)
-        bench = subprocess.Popen([a.bench, "--url", f"ws://{client}", "--api", f"http://{api}",
-                                  "--json", "--quiet", "--transport", a.transport, *key_args, "hold",
-                                  "--connections", str(a.connections), "--procs", "2",
-                                  "--duration", "5"], stdout=subprocess.PIPE, text=True)
-        deadline = time.time() + 60
-        while stats(api)["connections_open"] < a.connections:
-            if time.time() > deadline or bench.poll() is not None:
-                sys.exit("the connections never were all open")
-            time.sleep(0.2)
-        time.sleep(1)
-        held = rss_kib(server.pid)
-        out, _ = bench.communicate(timeout=60)
-        verdict = json.loads(out.strip().splitlines()[-1])
-        failed = verdict.get("failed", {})
-        failed = failed.get("total", failed) if isinstance(failed, dict) else failed
-        return idle, held, failed
+        hold_s = 5 + a.wait
+        if a.base:
+            benches.append(start_bench(a, client, api, key_args, a.base, "base", hold_s + 15))
+            wait_open(api, a.base, benches[-1])
+            time.sleep(a.wait)
+        idle, idle_heap = rss_kib(server.pid), stats(api)["allocated_bytes"]
+        benches.append(start_bench(a, client, api, key_args, a.connections, "bench", hold_s))
+        wait_open(api, a.base + a.connections, benches[-1])
+        time.sleep(a.wait)
+        held, held_heap = rss_kib(server.pid), stats(api)["allocated_bytes"]
+        failed = failures(benches[-1])
+        return idle, held, (held_heap - idle_heap) / a.connections, failed
     finally:
-        if bench and bench.poll() is None:
-            bench.kill()
+        for bench in benches:
+            if bench.poll() is None:
+                bench.kill()
+                bench.wait(timeout=15)
         server.terminate()
         server.wait(timeout=15)
 
@@ -60,6 +92,10 @@ def main():
     ap.add_argument("--transport", default="ws")
     ap.add_argument("--connections", type=int, default=10_000)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--case", choices=["shared", "own", "none"], default="shared")
+    ap.add_argument("--base", type=int, default=0)
+    ap.add_argument("--wait", type=float, default=1.0)
+    ap.add_argument("--env", action="append", default=[])
     ap.add_argument("--server", default="target/release/halley")
     ap.add_argument("--bench", default="target/release/halley-bench")
     ap.add_argument("--port", type=int, default=28180)
@@ -72,10 +108,11 @@ def main():
             API_KEY = f.read().strip()
         key_args = ["--api-key-file", a.api_key_file]
     for run in range(a.runs):
-        idle, held, failed = one_run(a, a.port, key_args)
+        idle, held, heap, failed = one_run(a, a.port, key_args)
         per = (held - idle) * 1024 / a.connections
-        print(f"{a.transport} run {run + 1}: idle {idle} KiB, {a.connections} held {held} KiB: "
-              f"{per:.1f} B/conn (bench failed: {failed})", flush=True)
+        print(f"{a.transport} {a.case} run {run + 1}: {'idle' if not a.base else f'{a.base} held'} "
+              f"{idle} KiB, +{a.connections} held {held} KiB: "
+              f"{per:.1f} B/conn, heap {heap:.1f} B/conn (bench failed: {failed})", flush=True)
         time.sleep(1)
 
 if __name__ == "__main__":

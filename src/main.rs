@@ -6,6 +6,16 @@ use halley::config::{Cli, Command, Config, Machine, ServeArgs};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// Read by jemalloc at start (`_RJEM_MALLOC_CONF` still overrides it): its own thread
+/// returns freed pages after 1 s instead of 10 s, and skips the muzzy stage, so the
+/// buffers a burst of arrivals grew out of do not stay resident while the server
+/// idles; and the threads' caches keep only blocks up to 4 KiB, so the per-turn
+/// lists a burst grew are given back rather than cached (docs/benchmarks.md,
+/// "Memory as an outside client sees it").
+#[export_name = "_rjem_malloc_conf"]
+pub static MALLOC_CONF: &[u8; 76] =
+    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,tcache_max:4096\0";
+
 fn main() {
     let cli = Cli::parse();
     let args = match cli.command {

@@ -396,3 +396,54 @@ fn reconnect_past_the_history_counts_every_resume_not_recovered() {
         assert_eq!(code, 1, "{v}");
     }
 }
+
+#[test]
+fn own_channels_gives_each_subscriber_exactly_its_channels_messages() {
+    let s = start(&[]);
+    let (code, v) = bench(
+        &s.url(),
+        &s.api_url(),
+        &["own-channels", "--connections", "50", "--messages", "120"],
+    );
+    assert_eq!(v["scenario"], "own-channels");
+    assert_eq!(n(&v, &["connected"]), 50, "{v}");
+    // 120 rounded up to 3 per channel; each subscriber checks its channel's own.
+    assert_eq!(n(&v, &["deliveries"]), 150, "{v}");
+    assert_eq!(
+        n(&v, &["lost"]) + n(&v, &["duplicated"]) + n(&v, &["out_of_order"]),
+        0,
+        "{v}"
+    );
+    assert_eq!(
+        n(&s.stats(), &["channels"]),
+        50,
+        "one channel per subscriber"
+    );
+    assert_eq!(code, 0, "{v}");
+}
+
+#[test]
+fn hold_no_subscribe_holds_websockets_on_no_channel() {
+    let s = start(&[]);
+    let (url, api) = (s.url(), s.api_url());
+    let holder = thread::spawn(move || {
+        bench(
+            &url,
+            &api,
+            &[
+                "hold",
+                "--connections",
+                "40",
+                "--duration",
+                "2",
+                "--no-subscribe",
+            ],
+        )
+    });
+    let held = s.stats_when(|v| v["online"].as_u64() == Some(40));
+    assert_eq!(n(&held, &["online"]), 40, "{held}");
+    assert_eq!(n(&held, &["channels"]), 0, "{held}");
+    let (code, v) = holder.join().expect("bench thread");
+    assert_eq!(n(&v, &["connected"]), 40, "{v}");
+    assert_eq!(code, 0, "{v}");
+}

@@ -6,7 +6,9 @@
 //! `keep_idle_s`; a worker or a publisher that finds it removed looks the name up
 //! again. The wait keeps a long-poller's channel, and its epoch, between two polls.
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
@@ -57,6 +59,32 @@ impl ChannelState {
 impl Channel {
     fn state(&self) -> MutexGuard<'_, ChannelState> {
         self.state.lock().expect("channel lock")
+    }
+}
+
+/// A channel in the hub's set, found by its name: the name is stored once, in the
+/// channel, instead of again as the key of a map.
+#[derive(Debug)]
+struct ByName(Arc<Channel>);
+
+impl Borrow<str> for ByName {
+    fn borrow(&self) -> &str {
+        &self.0.name
+    }
+}
+
+impl PartialEq for ByName {
+    fn eq(&self, other: &ByName) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for ByName {}
+
+impl Hash for ByName {
+    // As `str` hashes, so that a lookup by `&str` finds it (Borrow's contract).
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (*self.0.name).hash(state);
     }
 }
 
@@ -112,7 +140,7 @@ pub struct Backlog {
 
 #[derive(Debug)]
 pub struct Hub {
-    channels: RwLock<HashMap<Box<str>, Arc<Channel>>>,
+    channels: RwLock<HashSet<ByName>>,
     /// Channels with history or with nothing at all: the only ones the sweep visits.
     watched: Mutex<Vec<Arc<Channel>>>,
     outlets: Vec<Arc<dyn Outlet>>,
@@ -173,7 +201,8 @@ impl Hub {
 
     /// The channel of that (already validated) name, if it exists now.
     pub fn find(&self, name: &str) -> Option<Arc<Channel>> {
-        self.channels.read().expect("hub lock").get(name).cloned()
+        let channels = self.channels.read().expect("hub lock");
+        channels.get(name).map(|found| Arc::clone(&found.0))
     }
 
     /// The channel of that (already validated) name, created on first use unless
@@ -193,7 +222,7 @@ impl Hub {
         }
         let mut channels = self.channels.write().expect("hub lock");
         if let Some(found) = channels.get(name) {
-            return Ok(Arc::clone(found));
+            return Ok(Arc::clone(&found.0));
         }
         if channels.len() >= self.max_channels {
             self.channels_refused.fetch_add(1, Ordering::Relaxed);
@@ -209,7 +238,7 @@ impl Hub {
                 .any(|p| name.starts_with(&**p)),
             state: Mutex::default(),
         });
-        channels.insert(name.into(), Arc::clone(&channel));
+        channels.insert(ByName(Arc::clone(&channel)));
         Ok(channel)
     }
 
@@ -495,10 +524,10 @@ impl Hub {
         }
         state.removed = true;
         if channels
-            .get(&channel.name)
-            .is_some_and(|c| Arc::ptr_eq(c, channel))
+            .get(&*channel.name)
+            .is_some_and(|c| Arc::ptr_eq(&c.0, channel))
         {
-            channels.remove(&channel.name);
+            channels.remove(&*channel.name);
             if let Some(upstream) = self.upstream.get() {
                 upstream.release(&channel.name);
             }

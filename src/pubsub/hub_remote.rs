@@ -161,8 +161,8 @@ impl Hub {
             .channels
             .read()
             .expect("hub lock")
-            .values()
-            .cloned()
+            .iter()
+            .map(|c| Arc::clone(&c.0))
             .collect();
         channels
             .into_iter()
@@ -184,9 +184,9 @@ impl Hub {
             .channels
             .read()
             .expect("hub lock")
-            .values()
-            .filter(|c| c.keeps_presence)
-            .cloned()
+            .iter()
+            .filter(|c| c.0.keeps_presence)
+            .map(|c| Arc::clone(&c.0))
             .collect();
         channels
             .into_iter()

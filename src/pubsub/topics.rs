@@ -1,6 +1,8 @@
 //! One worker's channel index: for each channel with local subscribers, the slab
 //! keys of those connections. Each connection remembers its position in each list,
-//! so unsubscribing is O(1) (swap-remove plus one back-pointer fix).
+//! so unsubscribing is O(1) (swap-remove plus one back-pointer fix). A per-user
+//! channel has one subscriber per worker: up to two are held inline, so such a
+//! channel costs its map entry and no allocation of its own.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use super::hub::{Channel, ChannelId};
 pub struct LocalChannel {
     pub channel: Arc<Channel>,
     /// Slab keys of subscribed connections.
-    pub subscribers: Vec<u32>,
+    pub subscribers: Subscribers,
     /// The last sequence number this worker has handled; a publication at or below
     /// it is already accounted for (it predates the local subscription).
     pub last_seq: u64,
@@ -53,7 +55,7 @@ impl Topics {
             channel.id,
             LocalChannel {
                 channel,
-                subscribers: Vec::new(),
+                subscribers: Subscribers::default(),
                 last_seq,
             },
         );
@@ -65,7 +67,7 @@ impl Topics {
             return 0;
         };
         local.subscribers.push(key);
-        (local.subscribers.len() - 1) as u32
+        (local.subscribers.as_slice().len() - 1) as u32
     }
 
     /// Gives back the memory of a map that once held many more channels.
@@ -86,16 +88,132 @@ impl Topics {
         local.subscribers.swap_remove(position);
         let moved = local
             .subscribers
+            .as_slice()
             .get(position)
             .map(|&key| (key, position as u32));
-        if local.subscribers.capacity() > 4 * local.subscribers.len() + 16 {
-            local.subscribers.shrink_to_fit();
-        }
-        let emptied = if local.subscribers.is_empty() {
+        let emptied = if local.subscribers.as_slice().is_empty() {
             self.channels.remove(&id).map(|gone| gone.channel)
         } else {
             None
         };
         Removed { moved, emptied }
+    }
+}
+
+/// A channel's local subscribers: two inline, more in a vector (16 bytes either way).
+#[derive(Debug)]
+pub enum Subscribers {
+    Inline { len: u8, keys: [u32; INLINE] },
+    Spilled(Box<Vec<u32>>),
+}
+
+const INLINE: usize = 2;
+
+impl Default for Subscribers {
+    fn default() -> Self {
+        Subscribers::Inline {
+            len: 0,
+            keys: [0; INLINE],
+        }
+    }
+}
+
+impl Subscribers {
+    pub fn as_slice(&self) -> &[u32] {
+        match self {
+            Subscribers::Inline { len, keys } => &keys[..*len as usize],
+            Subscribers::Spilled(keys) => keys,
+        }
+    }
+
+    pub fn push(&mut self, key: u32) {
+        match self {
+            Subscribers::Inline { len, keys } if (*len as usize) < INLINE => {
+                keys[*len as usize] = key;
+                *len += 1;
+            }
+            Subscribers::Inline { keys, .. } => {
+                let mut spilled = Vec::with_capacity(2 * INLINE);
+                spilled.extend_from_slice(keys);
+                spilled.push(key);
+                *self = Subscribers::Spilled(Box::new(spilled));
+            }
+            Subscribers::Spilled(keys) => keys.push(key),
+        }
+    }
+
+    /// Moves the last key into `position` (panics past the end, as `Vec` does).
+    pub fn swap_remove(&mut self, position: usize) {
+        match self {
+            Subscribers::Inline { len, keys } => {
+                assert!(position < *len as usize, "no subscriber at {position}");
+                *len -= 1;
+                keys[position] = keys[*len as usize];
+            }
+            Subscribers::Spilled(spilled) => {
+                spilled.swap_remove(position);
+                if spilled.len() <= INLINE {
+                    let mut inline = [0; INLINE];
+                    inline[..spilled.len()].copy_from_slice(spilled);
+                    *self = Subscribers::Inline {
+                        len: spilled.len() as u8,
+                        keys: inline,
+                    };
+                } else if spilled.capacity() > 4 * spilled.len() + 16 {
+                    spilled.shrink_to_fit();
+                }
+            }
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Subscribers {
+    type Item = &'a u32;
+    type IntoIter = std::slice::Iter<'a, u32>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_slice().iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_subscribers_stay_inline_and_more_spill_and_come_back() {
+        assert_eq!(std::mem::size_of::<Subscribers>(), 16);
+        // A channel held by a worker: its Arc, these 16 bytes and its last seq.
+        assert_eq!(std::mem::size_of::<LocalChannel>(), 32);
+        let mut subs = Subscribers::default();
+        subs.push(7);
+        subs.push(8);
+        assert!(matches!(subs, Subscribers::Inline { len: 2, .. }));
+        subs.push(9);
+        assert!(matches!(subs, Subscribers::Spilled(_)));
+        assert_eq!(subs.as_slice(), &[7, 8, 9]);
+        subs.swap_remove(0);
+        assert_eq!(subs.as_slice(), &[9, 8]);
+        assert!(matches!(subs, Subscribers::Inline { len: 2, .. }));
+        subs.swap_remove(1);
+        assert_eq!(subs.as_slice(), &[9]);
+        subs.swap_remove(0);
+        assert!(subs.as_slice().is_empty());
+        assert_eq!((&subs).into_iter().count(), 0);
+    }
+
+    #[test]
+    fn a_large_list_gives_memory_back_as_it_empties() {
+        let mut subs = Subscribers::default();
+        for key in 0..1000 {
+            subs.push(key);
+        }
+        for _ in 0..990 {
+            subs.swap_remove(0);
+        }
+        let Subscribers::Spilled(spilled) = &subs else {
+            panic!("ten subscribers stay spilled");
+        };
+        assert_eq!(spilled.len(), 10);
+        assert!(spilled.capacity() <= 4 * 10 + 16);
     }
 }

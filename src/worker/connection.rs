@@ -391,5 +391,8 @@ mod tests {
         let mio_debug = if cfg!(debug_assertions) { 16 } else { 0 };
         let size = std::mem::size_of::<Connection>();
         assert!(size <= 40 + mio_debug, "{size} bytes");
+        // The slab's vacancy lives in the slot's niche: no tag beside it.
+        let entry = std::mem::size_of::<super::super::paged::Entry<Connection>>();
+        assert_eq!(entry, size, "a slab entry is the connection, {entry} bytes");
     }
 }

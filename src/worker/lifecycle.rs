@@ -32,22 +32,21 @@ impl Worker {
             self.release_admission(admitted, peer);
             return; // dropping the stream closes it
         }
-        let entry = self.conns.vacant_entry();
+        let key = self.conns.next_key();
         if self
             .poll
             .registry()
-            .register(&mut stream, Token(entry.key()), Interest::READABLE)
+            .register(&mut stream, Token(key), Interest::READABLE)
             .is_err()
         {
             self.release_admission(admitted, peer);
             return;
         }
-        let key = entry.key();
         let mut conn = Connection::new(stream, self.now, admitted);
         if admission == Admission::AddressFull {
             conn.flags.set(Flags::ADDRESS_FULL);
         }
-        entry.insert(conn);
+        self.conns.insert(conn);
         if peer.is_some() {
             self.side_mut(key).limits_mut().peer = peer;
         }

@@ -129,6 +129,9 @@ pub enum Scenario {
     /// N subscribers; while --messages are published, all drop at once and resume with
     /// since/epoch; checks every message arrives exactly once and times the resync
     Reconnect(ReconnectArgs),
+    /// Per-user channels: N subscribers, each on a channel of its own (--channels is
+    /// ignored); --messages spread in a scrambled order over the channels
+    OwnChannels(OwnChannelsArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -139,6 +142,9 @@ pub struct HoldArgs {
     /// Seconds to hold the connections once all were opened
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
+    /// WebSocket only: open plain `/ws` connections subscribed to nothing
+    #[arg(long)]
+    pub no_subscribe: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -198,6 +204,23 @@ pub struct ReconnectArgs {
     pub away: f64,
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct OwnChannelsArgs {
+    /// Messages to publish, rounded up to a multiple of --connections (each channel
+    /// gets as many); message i goes to channel i % N, published in a scrambled order
+    #[arg(long, default_value_t = 200_000)]
+    pub messages: u64,
+    /// Messages per second over all publishers; 0 = as fast as the API accepts
+    #[arg(long, default_value_t = 0.0)]
+    pub publish_rate: f64,
+    /// Keep-alive HTTP connections publishing in parallel
+    #[arg(long, default_value_t = 20)]
+    pub publishers: usize,
+    /// Requests in flight per publisher connection (HTTP pipelining)
+    #[arg(long, default_value_t = 8)]
+    pub pipeline: usize,
+}
+
 impl Scenario {
     pub fn name(&self) -> &'static str {
         match self {
@@ -206,6 +229,7 @@ impl Scenario {
             Scenario::Churn(_) => "churn",
             Scenario::Burst(_) => "burst",
             Scenario::Reconnect(_) => "reconnect",
+            Scenario::OwnChannels(_) => "own-channels",
         }
     }
 }

@@ -65,6 +65,9 @@ struct Setup {
     publish: Option<PubCfg>,
     drop_after: Duration,
     away: Duration,
+    subscribe: bool,
+    /// Channels the connections are spread over (own-channels: one each).
+    channels: usize,
 }
 
 /// The client listener: `ws://` or `http://`, whatever the transport.
@@ -81,7 +84,11 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
     if c.threads == Some(0) {
         return Err("--threads must be at least 1".into());
     }
-    let last = format!("{}-{}", c.channel_prefix, c.channels - 1);
+    let channels = match cli.scenario {
+        Scenario::OwnChannels(_) => c.connections,
+        _ => c.channels,
+    };
+    let last = format!("{}-{}", c.channel_prefix, channels - 1);
     if !valid_channel(&last) {
         return Err(format!(
             "channel {last:?}: names are 1-128 bytes of [A-Za-z0-9_.:-]"
@@ -113,13 +120,31 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
         api: api.clone(),
         auth: api_auth.clone(),
         prefix: c.channel_prefix.clone(),
-        channels: c.channels,
+        channels,
         messages,
+        order: 1,
         rate: rate.max(0.0),
         publishers: publishers.max(1),
         pipeline: pipeline.max(1),
     };
     Ok(match &cli.scenario {
+        Scenario::OwnChannels(a) => {
+            let messages = a.messages.max(1).div_ceil(channels as u64) * channels as u64;
+            let mut publish = pub_cfg(messages, a.publish_rate, a.publishers, a.pipeline);
+            publish.order = publisher::scrambler(messages);
+            Setup {
+                kind: Kind::Fanout,
+                plan_rate: 0.0,
+                messages,
+                hold: none,
+                churn: none,
+                publish: Some(publish),
+                drop_after: none,
+                away: none,
+                subscribe: true,
+                channels,
+            }
+        }
         Scenario::Hold(a) => Setup {
             kind: Kind::Hold,
             plan_rate: a.rate,
@@ -129,6 +154,8 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
             publish: None,
             drop_after: none,
             away: none,
+            subscribe: !a.no_subscribe,
+            channels,
         },
         Scenario::Fanout(a) => Setup {
             kind: Kind::Fanout,
@@ -144,6 +171,8 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
             )),
             drop_after: none,
             away: none,
+            subscribe: true,
+            channels,
         },
         Scenario::Reconnect(a) => Setup {
             kind: Kind::Reconnect,
@@ -159,6 +188,8 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
             )),
             drop_after: positive_secs(a.drop_after, "--drop-after")?,
             away: positive_secs(a.away, "--away")?,
+            subscribe: true,
+            channels,
         },
         Scenario::Churn(a) => Setup {
             kind: Kind::Churn,
@@ -169,6 +200,8 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
             publish: None,
             drop_after: none,
             away: none,
+            subscribe: true,
+            channels,
         },
         Scenario::Burst(_) => Setup {
             kind: Kind::Burst,
@@ -179,6 +212,8 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
             publish: None,
             drop_after: none,
             away: none,
+            subscribe: true,
+            channels,
         },
     })
 }
@@ -268,7 +303,7 @@ fn run_here(cli: &Cli, s: &Setup) -> Result<Outcome, String> {
         transport: c.transport,
         server,
         sources,
-        channels: c.channels,
+        channels: s.channels,
         prefix: c.channel_prefix.clone(),
         connect_timeout: stats::secs(c.connect_timeout),
         rate: s.plan_rate.max(0.0) / (procs_n * threads) as f64,
@@ -276,6 +311,7 @@ fn run_here(cli: &Cli, s: &Setup) -> Result<Outcome, String> {
         messages: s.messages,
         churn_until: Instant::now() + s.churn,
         away: s.away,
+        subscribe: s.subscribe,
     };
     let publish_span = match &s.publish {
         Some(p) if p.rate > 0.0 => stats::secs(p.messages as f64 / p.rate),

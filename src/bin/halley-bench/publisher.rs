@@ -1,7 +1,9 @@
 //! The fanout publisher: `--publishers` keep-alive HTTP/1.1 connections to the API,
 //! each pipelining up to `--pipeline` requests, paced to `--publish-rate` overall.
 //! Publisher `p` posts messages p, p+P, p+2P, … on a global schedule (message i is
-//! due at start + i / rate), each stamped with its send time.
+//! due at start + i / rate), each stamped with its send time. With `order` > 1 the
+//! n-th message sent is message n × order mod M (a bijection, `order` being prime to
+//! M): the channels are hit in a scrambled order, not round-robin.
 
 use crate::stats::{add_errors, secs, unix_us, Outcome};
 use crate::target::Endpoint;
@@ -18,6 +20,8 @@ pub struct PubCfg {
     pub prefix: String,
     pub channels: usize,
     pub messages: u64,
+    /// Multiplier that scrambles the order of sending (1 = in order of i).
+    pub order: u64,
     /// Messages per second overall; 0 = as fast as the API answers.
     pub rate: f64,
     pub publishers: usize,
@@ -47,7 +51,30 @@ pub fn publish(cfg: &PubCfg) -> Outcome {
     out
 }
 
-fn request(cfg: &PubCfg, i: u64, out: &mut Vec<u8>) {
+/// A multiplier prime to `m` near m × 0.618, so that consecutive sends land far
+/// apart (1 for tiny `m`).
+pub fn scrambler(m: u64) -> u64 {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    let mut a = (m as f64 * 0.618) as u64 | 1;
+    // At most a few dozen steps: primes are dense.
+    while a > 1 && gcd(a, m) != 1 {
+        a += 2;
+    }
+    a.clamp(1, m.max(1))
+}
+
+fn request(cfg: &PubCfg, n: u64, out: &mut Vec<u8>) {
+    let i = if cfg.order > 1 {
+        ((u128::from(n) * u128::from(cfg.order)) % u128::from(cfg.messages)) as u64
+    } else {
+        n
+    };
     let body = format!(
         r#"{{"channel":"{}-{}","data":{{"t":{},"i":{}}}}}"#,
         cfg.prefix,
@@ -212,7 +239,20 @@ fn publisher(cfg: &PubCfg, first: u64, step: u64, start: Instant) -> Outcome {
 
 #[cfg(test)]
 mod tests {
-    use super::responses;
+    use super::{responses, scrambler};
+
+    #[test]
+    fn the_scrambled_order_sends_every_message_once() {
+        for m in [1u64, 2, 10, 1000, 200_000] {
+            let a = scrambler(m);
+            let mut seen = vec![false; m as usize];
+            for n in 0..m {
+                seen[((n * a) % m) as usize] = true;
+            }
+            assert!(seen.iter().all(|&s| s), "m {m}, order {a}");
+        }
+        assert!(scrambler(200_000) > 1000);
+    }
 
     #[test]
     fn pipelined_responses() {

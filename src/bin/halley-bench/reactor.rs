@@ -66,6 +66,8 @@ pub struct Plan {
     pub churn_until: Instant,
     /// reconnect: how long dropped subscribers stay away before reconnecting.
     pub away: Duration,
+    /// hold --no-subscribe: WebSockets subscribed to nothing.
+    pub subscribe: bool,
 }
 
 /// Set by the scenario driver.
@@ -470,6 +472,7 @@ impl Reactor {
         };
         let ws_path = match (plan.kind, since) {
             (Kind::Churn, _) | (Kind::Reconnect, None) => "/ws".to_string(),
+            _ if !plan.subscribe => "/ws".to_string(),
             (Kind::Reconnect, Some(_)) => format!(
                 "/ws?subscribe={channel}{}",
                 comet::position(since, epoch.as_deref())

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Server CPU per delivery under a halley-bench scenario, as an outside client sees it.
+
+    scripts/cpu-per-delivery.py [--runs 2] [--env NAME=VALUE] [--server target/release/halley]
+        [--bench target/release/halley-bench] [--perf FILE] -- SCENARIO ARGS...
+    e.g. scripts/cpu-per-delivery.py -- own-channels --connections 10000 --messages 500000
+         scripts/cpu-per-delivery.py -- --connections 10000 fanout --messages 200 --publish-rate 0
+
+Starts its own server on 127.0.0.1 (ports 28280/28281), runs halley-bench with
+--url/--api/--json/--quiet/--procs 2 added, and reads the server's utime + stime from
+/proc/PID/stat right before and after the bench (the subscribers' opening phase
+included: the figure is an upper bound). Prints the bench's deliveries/s, latency
+p50/p99, lost and failed, and server CPU µs per delivery. --perf FILE records the
+server with `perf record -g` during the run. Stops what it started by PID.
+"""
+import argparse, json, os, subprocess, sys, time
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--env", action="append", default=[])
+    ap.add_argument("--server", default="target/release/halley")
+    ap.add_argument("--bench", default="target/release/halley-bench")
+    ap.add_argument("--port", type=int, default=28280)
+    ap.add_argument("--perf")
+    ap.add_argument("args", nargs=argparse.REMAINDER)
+    a = ap.parse_args()
+    args = a.args[1:] if a.args[:1] == ["--"] else a.args
+    env = dict(os.environ)
+    for item in a.env:
+        name, _, value = item.partition("=")
+        env[name] = value
+    hz = os.sysconf("SC_CLK_TCK")
+    client, api = f"127.0.0.1:{a.port}", f"127.0.0.1:{a.port + 1}"
+    for run in range(a.runs):
+        server = subprocess.Popen([a.server, "serve", "--listen", client, "--api-listen", api,
+                                   "--ping-interval", "0", "--idle-timeout", "0",
+                                   "--stats", "false"], stdout=subprocess.DEVNULL, env=env)
+        perf = None
+        try:
+            time.sleep(1.5)
+            if a.perf:
+                perf = subprocess.Popen(["perf", "record", "-g", "-o", f"{a.perf}.{run + 1}",
+                                         "-p", str(server.pid)], stderr=subprocess.DEVNULL)
+            before = cpu_ticks(server.pid)
+            out = subprocess.run([a.bench, "--url", f"ws://{client}", "--api", f"http://{api}",
+                                  "--json", "--quiet", "--procs", "2", *args],
+                                 stdout=subprocess.PIPE, text=True, timeout=300).stdout
+            after = cpu_ticks(server.pid)
+        finally:
+            if perf:
+                perf.send_signal(2)
+                perf.wait(timeout=60)
+            server.terminate()
+            server.wait(timeout=15)
+        v = json.loads(out.strip().splitlines()[-1])
+        deliveries = v.get("deliveries", 0)
+        cpu_s = (after - before) / hz
+        per = cpu_s * 1e6 / deliveries if deliveries else float("nan")
+        lat = v.get("latency_ms", {})
+        print(f"run {run + 1}: {deliveries} deliveries, {v.get('deliveries_per_s')}/s, "
+              f"latency p50 {lat.get('p50')} p99 {lat.get('p99')} ms, lost {v.get('lost')}, "
+              f"failed {v.get('failed', {}).get('total')}; server CPU {cpu_s:.2f} s = {per:.2f} µs/delivery",
+              flush=True)
+        time.sleep(1)
+
+if __name__ == "__main__":
+    main()
