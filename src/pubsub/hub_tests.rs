@@ -213,3 +213,13 @@ mod remote {
         assert_eq!(hub.syncing_count(), 0);
     }
 }
+
+#[test]
+fn a_channel_fits_jemallocs_112_byte_class() {
+    // An empty history is boxed away: a user's own channel costs one 112 B block.
+    assert!(
+        std::mem::size_of::<Channel>() + 16 <= 112,
+        "{} B plus the Arc's counts",
+        std::mem::size_of::<Channel>()
+    );
+}
