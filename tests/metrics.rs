@@ -224,3 +224,35 @@ fn metrics_need_the_api_key_like_every_api_route() {
         "the refused scrape is counted"
     );
 }
+
+#[test]
+fn broker_metrics_follow_redis_and_parse() {
+    let mut redis = common::redis::Redis::start();
+    let server = Server::start(&["--broker", &redis.url()]);
+    let mut ws = server.connect("/ws");
+    common::subscribe(&mut ws, "watched");
+    server.publisher().publish_ok("watched", "1");
+    common::expect_push(&mut ws, "watched", 1, "1");
+    let parsed = metrics_when(&server, |m| {
+        m.samples
+            .get("halley_broker_relayed_total{outcome=\"delivered\"}")
+            .is_some_and(|v| *v == 1.0)
+    });
+    assert_eq!(parsed.types["halley_broker_up"], "gauge");
+    assert_eq!(parsed.value("halley_broker_up{}"), 1.0);
+    assert_eq!(parsed.value("halley_broker_syncs_total{}"), 1.0);
+    assert_eq!(parsed.value("halley_broker_channels{}"), 1.0);
+    assert_eq!(
+        parsed.value("halley_broker_published_total{origin=\"api_or_client\"}"),
+        1.0
+    );
+    redis.stop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metrics(&server).value("halley_broker_up{}") != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "halley_broker_up never went to 0"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
