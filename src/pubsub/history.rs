@@ -18,6 +18,8 @@ struct Kept {
 /// two messages), and an empty history then costs the channel 8 bytes, not 32.
 #[derive(Debug, Default)]
 pub struct History {
+    // The Box is the point (8 B in the channel instead of the VecDeque's 32).
+    #[allow(clippy::box_collection)]
     kept: Option<Box<VecDeque<Kept>>>,
 }
 
