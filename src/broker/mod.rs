@@ -398,13 +398,7 @@ impl Broker {
         }
         let slots = self.slots();
         let now = unix_now();
-        let mut by: HashMap<usize, Vec<PresenceEntry>> = HashMap::new();
-        for entry in entries {
-            by.entry(slots.shard_of(wire::slot(&entry.0)))
-                .or_default()
-                .push(entry);
-        }
-        for (shard, entries) in by {
+        for (shard, entries) in by_shard(&slots, entries, |e| &e.0) {
             presence::write(&mut links[shard].commands, &self.node_id, &entries, now)?;
         }
         Ok(())
@@ -416,7 +410,7 @@ impl Broker {
         slots: &SlotMap,
         names: Vec<Box<str>>,
     ) -> Result<(), String> {
-        for (shard, names) in by_shard(slots, names) {
+        for (shard, names) in by_shard(slots, names, |n| n) {
             let link = &mut links[shard];
             {
                 let mut buffered = self.buffered.lock().expect("buffered");
@@ -474,7 +468,7 @@ impl Broker {
         slots: &SlotMap,
         names: Vec<Box<str>>,
     ) -> Result<(), String> {
-        for (shard, names) in by_shard(slots, names) {
+        for (shard, names) in by_shard(slots, names, |n| n) {
             // Held again since the release was ordered: keep the subscription.
             let names: Vec<&str> = names
                 .iter()
@@ -502,14 +496,8 @@ impl Broker {
         if all.is_empty() {
             return Ok(());
         }
-        let mut by: HashMap<usize, Vec<ClientPublish>> = HashMap::new();
-        for publish in all {
-            by.entry(slots.shard_of(wire::slot(&publish.channel)))
-                .or_default()
-                .push(publish);
-        }
         let epoch = self.epochs.next();
-        for (shard, publishes) in by {
+        for (shard, publishes) in by_shard(slots, all, |p| &p.channel) {
             let items: Vec<Item<'_>> = publishes
                 .iter()
                 .map(|p| Item {
@@ -637,13 +625,19 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn by_shard(slots: &SlotMap, names: Vec<Box<str>>) -> Vec<(usize, Vec<Box<str>>)> {
-    let mut by: Vec<(usize, Vec<Box<str>>)> = Vec::new();
-    for name in names {
-        let shard = slots.shard_of(wire::slot(&name));
+/// Groups `items` by the shard that owns the channel `channel_of` names, keeping
+/// their order within each shard.
+fn by_shard<T>(
+    slots: &SlotMap,
+    items: Vec<T>,
+    channel_of: impl Fn(&T) -> &str,
+) -> Vec<(usize, Vec<T>)> {
+    let mut by: Vec<(usize, Vec<T>)> = Vec::new();
+    for item in items {
+        let shard = slots.shard_of(wire::slot(channel_of(&item)));
         match by.iter_mut().find(|(s, _)| *s == shard) {
-            Some((_, list)) => list.push(name),
-            None => by.push((shard, vec![name])),
+            Some((_, list)) => list.push(item),
+            None => by.push((shard, vec![item])),
         }
     }
     by
