@@ -76,6 +76,12 @@ families! {
         "Source addresses counted for --max-connections-per-ip now.";
     API_UNAUTHORIZED: "halley_api_unauthorized_total", Counter,
         "API requests answered 401 for a missing or wrong API key.";
+    DEFLATE_NEGOTIATED: "halley_deflate_negotiated_total", Counter,
+        "WebSocket connections that agreed to permessage-deflate.";
+    FRAMES_DEFLATED: "halley_frames_deflated_total", Counter,
+        "Messages compressed for permessage-deflate, once per worker per publication.";
+    INFLATE_REFUSED: "halley_inflate_refused_total", Counter,
+        "Compressed client messages refused: too big once inflated, or corrupt.";
     WORKER_EVENTS: "halley_worker_events_total", Counter,
         "Readiness events handled, by worker.";
     MEMORY_RESIDENT: "halley_memory_resident_bytes", Gauge,
