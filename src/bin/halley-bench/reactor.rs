@@ -66,6 +66,8 @@ pub struct Plan {
     pub churn_until: Instant,
     /// reconnect: how long dropped subscribers stay away before reconnecting.
     pub away: Duration,
+    /// WebSocket subscribers offer permessage-deflate (--deflate).
+    pub deflate: bool,
 }
 
 /// Set by the scenario driver.
@@ -514,6 +516,7 @@ impl Reactor {
             },
             since,
             epoch: epoch.as_deref(),
+            deflate: plan.deflate,
         };
         entry.insert(Conn::new(stream, &target, meta));
         self.pending += 1;
