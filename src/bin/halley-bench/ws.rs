@@ -9,12 +9,15 @@ use tungstenite::protocol::frame::{Frame, FrameHeader};
 use tungstenite::Bytes;
 
 /// The upgrade request and the `Sec-WebSocket-Accept` value the 101 must carry.
-/// With `deflate`, it offers permessage-deflate as a browser does.
+/// With `deflate`, it offers permessage-deflate as a browser does, but asks for
+/// `server_no_context_takeover` (which Halley always answers anyway), so that one
+/// inflater per thread reads every connection of any server that agrees.
 pub fn request(path: &str, host: &str, deflate: bool) -> (Vec<u8>, String) {
     let key = tungstenite::handshake::client::generate_key();
     let accept = derive_accept_key(key.as_bytes());
     let offer = if deflate {
-        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+         client_max_window_bits\r\n"
     } else {
         ""
     };
