@@ -95,7 +95,7 @@ pub fn decode_with<'a>(
     buf: &'a mut [u8],
     fragments: &mut Option<Fragments>,
     max_message: usize,
-    mut inflater: Option<&mut Inflater>,
+    inflater: Option<&mut Inflater>,
 ) -> Result<Decoded<'a>, Violation> {
     let mut cursor = Cursor::new(&*buf);
     let (header, length) = match FrameHeader::parse(&mut cursor) {
@@ -143,8 +143,7 @@ pub fn decode_with<'a>(
                 return Err(protocol_error("new message inside a fragmented one"));
             }
             let text = header.opcode == OpCode::Data(Data::Text);
-            if header.is_final && compressed {
-                let inflater = inflater.as_deref_mut().expect("checked above");
+            if let (true, true, Some(inflater)) = (header.is_final, compressed, inflater) {
                 Some(inflated(inflater, text, payload, max_message)?)
             } else if header.is_final {
                 if text && std::str::from_utf8(payload).is_err() {
@@ -175,7 +174,10 @@ pub fn decode_with<'a>(
             if header.is_final {
                 let done = fragments.take().expect("checked above");
                 if done.compressed {
-                    let inflater = inflater.expect("RSV1 needs one");
+                    // Only a connection with an inflater can have started one.
+                    let Some(inflater) = inflater else {
+                        return Err(protocol_error("reserved bits set"));
+                    };
                     return Ok(Decoded::Frame {
                         consumed,
                         event: Some(inflated(inflater, done.text, &done.payload, max_message)?),
