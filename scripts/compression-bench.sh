@@ -5,15 +5,18 @@
 #   - RSS per idle connection: VmRSS with N connections held (2 s after the last
 #     one opened) minus VmRSS before, over N (halley-bench hold);
 #   - fan-out of MESSAGES messages of about SIZE bytes of JSON at RATE/s: the
-#     server's CPU (utime+stime) and the bytes it wrote (/proc/PID/io wchar: every
-#     socket write, API answers included) over the deliveries. The hold run's CPU
-#     (connect, subscribe, close of the same N) is subtracted to leave the
-#     publishing part ("net").
+#     server's CPU (utime+stime) over the deliveries; the hold run's CPU (connect,
+#     subscribe, close of the same N) is subtracted to leave the publishing part
+#     ("net"). Bytes on the wire per delivery: what one more subscriber (a probe,
+#     offering the extension like the others) reads per push, frame header included
+#     (the kernel here does not account socket writes in /proc/PID/io).
 # With NODE=1 it then runs the same against Node's `ws` with and without
 # perMessageDeflate (scripts/node-ws-fanout.mjs; `ws` is npm-installed into
 # $NODE_WS_DIR, default /tmp/halley-node-ws), a server that compresses per connection.
 # It takes the measurement lock (/tmp/halley-measure.lock) for the whole run.
 #   scripts/compression-bench.sh            # N=10000 MESSAGES=300 RATE=100 SIZE=1024
+#   NODE=1 MESSAGES=20 RATE=2 scripts/compression-bench.sh   # with Node, at a rate it keeps up with
+# SKIP_HALLEY=1 and SKIP_NODE_OFF=1 leave those cases out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${N:-10000}"
@@ -26,7 +29,53 @@ flock 9
 
 hz=$(getconf CLK_TCK)
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-wchar() { awk '/^wchar:/ { print $2 }' "/proc/$1/io"; }
+# One more subscriber of bench-0: prints "BYTES PUSHES" read (frame headers included).
+probe() {
+  python3 - "$1" "$2" "$MESSAGES" <<'PY'
+import socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+offer = ("Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; "
+         "client_max_window_bits\r\n") if sys.argv[2] == "on" else ""
+want = int(sys.argv[3])
+s = socket.create_connection((host, int(port)), timeout=60)
+s.sendall(("GET /ws?subscribe=bench-0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+           "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           "Sec-WebSocket-Version: 13\r\n" + offer + "\r\n").encode())
+buf = b""
+while b"\r\n\r\n" not in buf:
+    buf += s.recv(4096)
+buf = buf.split(b"\r\n\r\n", 1)[1]
+total = pushes = 0
+deadline = time.time() + 120
+
+def frame_end(b):
+    """Header plus payload length of the first frame in b, or None if incomplete."""
+    if len(b) < 2:
+        return None
+    n, head = b[1] & 0x7F, 2
+    if n == 126:
+        n, head = (int.from_bytes(b[2:4], "big"), 4) if len(b) >= 4 else (None, 4)
+    elif n == 127:
+        n, head = (int.from_bytes(b[2:10], "big"), 10) if len(b) >= 10 else (None, 10)
+    if n is None or len(b) < head + n:
+        return None
+    return head + n
+
+while pushes < want and time.time() < deadline:
+    end = frame_end(buf)
+    if end is None:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+        continue
+    if (buf[0] & 0x0F) in (1, 2):
+        total += end
+        pushes += 1
+    buf = buf[end:]
+print(total, pushes)
+PY
+}
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 stat_of() { python3 -c 'import json,sys,urllib.request; print(json.load(urllib.request.urlopen(sys.argv[1])).get(sys.argv[2], "-"))' "http://$api/api/stats" "$1"; }
 
@@ -65,10 +114,17 @@ run_case() { # $1 = halley|node, $2 = on|off
   rss1=$(rss_kib "$server")
   wait "$holder"
   local cpu1 w1 verdict cpu2 w2
-  cpu1=$(cpu_ticks "$server"); w1=$(wchar "$server")
+  local probe_out
+  probe_out=$(mktemp)
+  probe "$clients" "$mode" >"$probe_out" &
+  local prober=$!
+  sleep 0.5
+  cpu1=$(cpu_ticks "$server")
   verdict=$("${bench[@]}" fanout --messages "$MESSAGES" --publish-rate "$RATE" \
-            --payload-size "$SIZE" | tail -1)
-  cpu2=$(cpu_ticks "$server"); w2=$(wchar "$server")
+            --payload-size "$SIZE" | tail -1) || true  # a failed verdict is reported too
+  cpu2=$(cpu_ticks "$server")
+  wait "$prober" || true
+  w1=$(cut -d' ' -f1 "$probe_out"); w2=$(cut -d' ' -f2 "$probe_out"); rm -f "$probe_out"
   local deflated negotiated
   deflated=$(stat_of frames_deflated_total); negotiated=$(stat_of deflate_negotiated_total)
   kill "$server"; wait "$server" 2>/dev/null || true; server=""
@@ -86,16 +142,16 @@ print(f"{mode}: rss/idle conn {(int(rss1) - int(rss0)) * 1024 / n:.0f} B | "
       f"p50/p99 {v['latency_ms']['p50']:.1f}/{v['latency_ms']['p99']:.1f} ms | server cpu "
       f"{fan_cpu:.2f} s gross, {fan_cpu - hold_cpu:.2f} s net (hold run {hold_cpu:.2f} s): "
       f"{fan_cpu * 1e9 / d:.0f} ns gross, {(fan_cpu - hold_cpu) * 1e9 / d:.0f} ns net per delivery | "
-      f"written {(int(w2) - int(w1)) / d:.1f} B per delivery | frames_deflated_total {deflated}, "
+      f"wire {int(w1) / max(int(w2), 1):.0f} B per push ({w2} pushes probed) | frames_deflated_total {deflated}, "
       f"deflate_negotiated_total {negotiated}")
 PY
 }
 
 echo "N=$N MESSAGES=$MESSAGES RATE=$RATE SIZE=$SIZE"
-run_case halley off
-run_case halley on
+[ "${SKIP_HALLEY:-0}" = 1 ] || run_case halley off
+[ "${SKIP_HALLEY:-0}" = 1 ] || run_case halley on
 if [ "${NODE:-0}" = 1 ]; then
   [ -d "$node_dir/node_modules/ws" ] || npm install --silent --prefix "$node_dir" ws@8 >/dev/null
-  run_case node off
+  [ "${SKIP_NODE_OFF:-0}" = 1 ] || run_case node off
   run_case node on
 fi

@@ -480,8 +480,8 @@ impl Conn {
                 } => {
                     pos += consumed;
                     if compressed {
-                        let message =
-                            ws::inflate(payload).map_err(|e| End::Failed(Cause::Dropped, e))?;
+                        let message = ws::inflate(payload, ws::INFLATED_PREFIX)
+                            .map_err(|e| End::Failed(Cause::Dropped, e))?;
                         self.on_frame(opcode, &message, now_us, mask, step, on_in)?;
                     } else {
                         self.on_frame(opcode, payload, now_us, mask, step, on_in)?;
