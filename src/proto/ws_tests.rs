@@ -361,3 +361,22 @@ fn compressed_frames_carry_rsv1_and_round_trip() {
             .rsv1
     );
 }
+
+#[test]
+fn a_compressed_message_is_held_to_the_cap_before_inflating_too() {
+    // Stored blocks: the compressed payload is larger than its 1,000 bytes inflated.
+    let incompressible: Vec<u8> = (0..1000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    let mut stored = Vec::new();
+    for chunk in incompressible.chunks(100) {
+        stored.push(0x00);
+        stored.extend_from_slice(&(chunk.len() as u16).to_le_bytes());
+        stored.extend_from_slice(&(!(chunk.len() as u16)).to_le_bytes());
+        stored.extend_from_slice(chunk);
+    }
+    assert!(stored.len() > 1024);
+    let (_, violation) = run_deflate(&client_frame(0xc2, &stored), 0, 1024);
+    assert_eq!(violation, Some(TOO_BIG));
+    let (events, violation) = run_deflate(&client_frame(0xc2, &stored), 0, 2048);
+    assert_eq!(violation, None);
+    assert_eq!(events, vec![Owned::Message(false, incompressible)]);
+}
