@@ -30,7 +30,7 @@ step "release build"
 cargo build --release --bins
 
 if [ "${SKIP_CONFORMANCE:-0}" != 1 ]; then
-  step "conformance: Autobahn|Testsuite cases 1-7, 9, 10"
+  step "conformance: Autobahn|Testsuite cases 1-7, 9, 10, 12, 13 (permessage-deflate)"
   scripts/conformance.sh
 fi
 

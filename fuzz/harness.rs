@@ -68,13 +68,26 @@ pub fn api_request(data: &[u8]) {
 }
 
 /// The WebSocket decoder over a whole client stream fed in pieces, fragment state
-/// carried across calls; the first byte picks the size cap and the piece size.
+/// carried across calls; the first byte picks the size cap and the piece size. The
+/// stream is decoded twice: as a plain connection, and as one that agreed to
+/// permessage-deflate (RSV1 messages inflated under the cap).
 pub fn ws_frames(data: &[u8]) {
     let Some((&knobs, stream)) = data.split_first() else {
         return;
     };
     let max_message = 125 + (knobs as usize & 0x0F) * 1000;
     let piece = 1 + (knobs as usize >> 4) * 7;
+    ws_stream(stream, max_message, piece, None);
+    let mut inflater = halley::proto::deflate::Inflater::default();
+    ws_stream(stream, max_message, piece, Some(&mut inflater));
+}
+
+fn ws_stream(
+    stream: &[u8],
+    max_message: usize,
+    piece: usize,
+    mut inflater: Option<&mut halley::proto::deflate::Inflater>,
+) {
     let mut fragments: Option<Fragments> = None;
     let mut buf: Vec<u8> = Vec::new();
     let mut fed = 0;
@@ -83,7 +96,12 @@ pub fn ws_frames(data: &[u8]) {
         buf.extend_from_slice(&stream[fed..end]);
         fed = end;
         loop {
-            match ws::decode(&mut buf, &mut fragments, max_message) {
+            match ws::decode_with(
+                &mut buf,
+                &mut fragments,
+                max_message,
+                inflater.as_deref_mut(),
+            ) {
                 Ok(Decoded::Incomplete) => break,
                 Ok(Decoded::Frame { consumed, event }) => {
                     if let Some(Event::Message { payload, text }) = &event {

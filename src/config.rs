@@ -150,6 +150,21 @@ pub struct ServeArgs {
     /// redis-cluster://HOST:PORT,HOST:PORT,... (sharded pub/sub, Redis 7+) [default: none, standalone]
     #[arg(long, env = "HALLEY_BROKER", value_name = "URL")]
     pub broker: Option<String>,
+    /// Offer permessage-deflate to WebSocket clients: on or off [default: on]
+    #[arg(long, env = "HALLEY_COMPRESSION", value_name = "on|off")]
+    pub compression: Option<String>,
+    /// Messages smaller than this go uncompressed [default: 256]
+    #[arg(long, env = "HALLEY_COMPRESSION_MIN_SIZE", value_name = "BYTES")]
+    pub compression_min_size: Option<usize>,
+}
+
+/// `on`/`off` (or `true`/`false`) for --compression.
+fn on_off(value: &str) -> Result<bool, String> {
+    match value {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        other => Err(format!("--compression: {other:?} is not on or off")),
+    }
 }
 
 /// `private:,room:` → its prefixes; `*` stands for every channel.
@@ -212,6 +227,9 @@ pub struct Config {
     /// `--broker`, checked and leaked like `allow_origin`; none = standalone.
     pub broker: Option<&'static crate::broker::target::Target>,
     pub resp_listen: Option<SocketAddr>,
+    /// permessage-deflate is offered (docs/protocol.md, "Compression").
+    pub compression: bool,
+    pub compression_min_size: usize,
 }
 
 /// Facts about the machine that the defaults depend on.
@@ -318,6 +336,13 @@ impl Config {
             api_request_timeout_s: pick!(api_request_timeout, 10),
             api_idle_timeout_s: pick!(api_idle_timeout, 60),
             resp_listen: cli.resp_listen.or(file.resp_listen),
+            compression: on_off(
+                cli.compression
+                    .as_deref()
+                    .or(file.compression.as_deref())
+                    .unwrap_or("on"),
+            )?,
+            compression_min_size: pick!(compression_min_size, 256),
         };
         config.validate()?;
         Ok(config)
@@ -495,6 +520,17 @@ mod tests {
     }
 
     #[test]
+    fn compression_is_on_by_default_and_takes_on_or_off() {
+        let plain = Config::resolve(args(&[]), MACHINE).unwrap();
+        assert!(plain.compression);
+        assert_eq!(plain.compression_min_size, 256);
+        let off = Config::resolve(args(&["--compression", "off"]), MACHINE).unwrap();
+        assert!(!off.compression);
+        let err = Config::resolve(args(&["--compression", "maybe"]), MACHINE).unwrap_err();
+        assert!(err.contains("--compression"), "{err}");
+    }
+
+    #[test]
     fn the_api_key_is_read_trimmed_and_required_off_loopback() {
         let path = std::env::temp_dir().join(format!("halley-key-{}", std::process::id()));
         let open = Config::resolve(args(&["--api-listen", "0.0.0.0:9"]), MACHINE);
@@ -546,6 +582,6 @@ mod tests {
             assert_eq!(env.as_deref(), Some(&*expected), "--{long}");
             options += 1;
         }
-        assert_eq!(options, 36);
+        assert_eq!(options, 38);
     }
 }

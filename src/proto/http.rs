@@ -3,6 +3,7 @@
 //! in and bytes out.
 
 use super::command::valid_channel;
+use super::deflate_offer::{self, Agreement};
 use super::query::{self, Wanted};
 
 /// A request head larger than this is refused (431): nobody needs more to upgrade.
@@ -102,6 +103,9 @@ pub enum ClientRequest {
         subscribe: Vec<Wanted>,
         /// `?token=`, checked by the worker (it has the clock and the key).
         token: Option<String>,
+        /// The permessage-deflate offer it would accept; the worker uses it only
+        /// with `--compression on`.
+        deflate: Option<Agreement>,
     },
     /// `GET /sse`: an event stream of these channels.
     Sse {
@@ -252,11 +256,16 @@ fn route(request: &httparse::Request<'_, '_>, routes: Routes) -> ClientRequest {
         Ok(channels) => channels,
         Err(refusal) => return ClientRequest::Refuse(refusal),
     };
+    let offers = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+        .map(|h| h.value);
     ClientRequest::Upgrade {
         endpoint,
         accept_key: tungstenite::handshake::derive_accept_key(key),
         subscribe,
         token: query::token(query),
+        deflate: deflate_offer::negotiate(offers),
     }
 }
 
@@ -331,11 +340,14 @@ pub fn ok_response(content_type: &str, body: &[u8], keep_alive: bool, extra: &st
     out
 }
 
-/// The 101 answer, written in one piece.
-pub fn switching_protocols(accept_key: &str) -> Vec<u8> {
+/// The 101 answer, written in one piece, with the agreed extension if any.
+pub fn switching_protocols(accept_key: &str, deflate: Option<&Agreement>) -> Vec<u8> {
+    let extensions = deflate
+        .map(|a| format!("Sec-WebSocket-Extensions: {}\r\n", a.response()))
+        .unwrap_or_default();
     format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {accept_key}\r\n\r\n"
+         Sec-WebSocket-Accept: {accept_key}\r\n{extensions}\r\n"
     )
     .into_bytes()
 }

@@ -40,8 +40,28 @@ fn a_valid_upgrade_is_accepted_with_the_rfc_accept_key() {
             accept_key: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into(),
             subscribe: vec![],
             token: None,
+            deflate: None,
         }
     );
+}
+
+#[test]
+fn a_deflate_offer_is_read_from_every_extensions_header() {
+    let offered = |extra: &str| match routed(&upgrade("/ws", extra), ROUTES) {
+        ClientRequest::Upgrade { deflate, .. } => deflate,
+        other => panic!("{other:?}"),
+    };
+    let browser = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+    assert!(offered(browser).is_some_and(|a| a.takes_compressed()));
+    let two_lines = "Sec-WebSocket-Extensions: x-foo\r\n\
+                     sec-websocket-extensions: permessage-deflate; server_max_window_bits=9\r\n";
+    assert_eq!(offered(two_lines).unwrap().server_max_window_bits, Some(9));
+    // A bad offer declines the extension, not the upgrade.
+    assert_eq!(
+        offered("Sec-WebSocket-Extensions: permessage-deflate; bogus\r\n"),
+        None
+    );
+    assert_eq!(offered(""), None);
 }
 
 #[test]
@@ -150,12 +170,20 @@ fn a_complete_head_over_the_limit_is_refused_with_431() {
 
 #[test]
 fn responses_are_well_formed() {
-    let ok = String::from_utf8(switching_protocols("abc=")).unwrap();
+    let ok = String::from_utf8(switching_protocols("abc=", None)).unwrap();
     assert!(ok.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
     assert!(
         ok.contains("\r\nConnection: Upgrade\r\n")
             && ok.ends_with("Sec-WebSocket-Accept: abc=\r\n\r\n")
     );
+    let agreed = crate::proto::deflate_offer::Agreement {
+        server_max_window_bits: None,
+    };
+    let deflated = String::from_utf8(switching_protocols("abc=", Some(&agreed))).unwrap();
+    assert!(deflated.ends_with(
+        "Sec-WebSocket-Accept: abc=\r\nSec-WebSocket-Extensions: permessage-deflate; \
+         server_no_context_takeover; client_no_context_takeover\r\n\r\n"
+    ));
     let busy = String::from_utf8(closing_response(503, "busy", Some(2))).unwrap();
     assert!(busy.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
     assert!(busy.contains("Retry-After: 2\r\n") && busy.contains("Content-Length: 4\r\n"));

@@ -5,6 +5,8 @@
 //! out, so every rule can be tested byte by byte.
 
 pub mod command;
+pub mod deflate;
+pub mod deflate_offer;
 pub mod http;
 pub mod poll;
 pub mod query;

@@ -3,13 +3,17 @@
 //!
 //! The header codec is tungstenite's (`FrameHeader`); this module adds the server's
 //! rules (masking required, control-frame limits, size cap, fragmentation, UTF-8)
-//! without tungstenite's per-connection buffers.
+//! without tungstenite's per-connection buffers. With permessage-deflate negotiated,
+//! RSV1 marks a compressed message (RFC 7692 section 6); it is inflated by the
+//! worker's one inflater, the size cap applying to the inflated size.
 
 use std::borrow::Cow;
 use std::io::Cursor;
 
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
+
+use super::deflate::{InflateError, Inflater};
 
 /// Why a connection must be failed, as the close code and reason sent to the peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,12 +33,21 @@ const TOO_BIG: Violation = Violation {
     code: 1009,
     reason: "message too big",
 };
+/// A compressed message past the cap once inflated (a zip bomb, say).
+pub const INFLATES_TOO_BIG: Violation = Violation {
+    code: 1009,
+    reason: "message too big once inflated",
+};
+/// A compressed message that is not valid DEFLATE data.
+pub const CORRUPT_DEFLATE: Violation = protocol_error("invalid compressed data");
 
 /// A text or binary message being reassembled from fragments. Lives only while a
 /// fragmented message is in flight.
 #[derive(Debug)]
 pub struct Fragments {
     text: bool,
+    /// RSV1 on the first frame: `payload` is compressed, inflated at the end.
+    compressed: bool,
     payload: Vec<u8>,
     /// Bytes of `payload` already known to be valid UTF-8, so each fragment is
     /// checked once and an invalid sequence fails fast.
@@ -73,6 +86,17 @@ pub fn decode<'a>(
     fragments: &mut Option<Fragments>,
     max_message: usize,
 ) -> Result<Decoded<'a>, Violation> {
+    decode_with(buf, fragments, max_message, None)
+}
+
+/// [`decode`] for a connection that negotiated permessage-deflate when `inflater` is
+/// given: RSV1 on a message's first frame is then allowed and the message inflated.
+pub fn decode_with<'a>(
+    buf: &'a mut [u8],
+    fragments: &mut Option<Fragments>,
+    max_message: usize,
+    inflater: Option<&mut Inflater>,
+) -> Result<Decoded<'a>, Violation> {
     let mut cursor = Cursor::new(&*buf);
     let (header, length) = match FrameHeader::parse(&mut cursor) {
         Ok(Some(parsed)) => parsed,
@@ -80,8 +104,13 @@ pub fn decode<'a>(
         Err(_) => return Err(protocol_error("reserved opcode")),
     };
     let header_len = cursor.position() as usize;
-    if header.rsv1 || header.rsv2 || header.rsv3 {
+    if header.rsv2 || header.rsv3 || (header.rsv1 && inflater.is_none()) {
         return Err(protocol_error("reserved bits set"));
+    }
+    // RSV1 belongs on the first frame of a data message only (RFC 7692 section 6.1).
+    let compressed = header.rsv1;
+    if compressed && !matches!(header.opcode, OpCode::Data(Data::Text | Data::Binary)) {
+        return Err(protocol_error("RSV1 on a control or continuation frame"));
     }
     let Some(mask) = header.mask else {
         return Err(protocol_error("unmasked client frame"));
@@ -114,7 +143,9 @@ pub fn decode<'a>(
                 return Err(protocol_error("new message inside a fragmented one"));
             }
             let text = header.opcode == OpCode::Data(Data::Text);
-            if header.is_final {
+            if let (true, true, Some(inflater)) = (header.is_final, compressed, inflater) {
+                Some(inflated(inflater, text, payload, max_message)?)
+            } else if header.is_final {
                 if text && std::str::from_utf8(payload).is_err() {
                     return Err(INVALID_UTF8);
                 }
@@ -125,6 +156,7 @@ pub fn decode<'a>(
             } else {
                 let mut started = Fragments {
                     text,
+                    compressed,
                     payload: payload.to_vec(),
                     utf8_checked: 0,
                 };
@@ -141,6 +173,16 @@ pub fn decode<'a>(
             open.check_utf8(header.is_final)?;
             if header.is_final {
                 let done = fragments.take().expect("checked above");
+                if done.compressed {
+                    // Only a connection with an inflater can have started one.
+                    let Some(inflater) = inflater else {
+                        return Err(protocol_error("reserved bits set"));
+                    };
+                    return Ok(Decoded::Frame {
+                        consumed,
+                        event: Some(inflated(inflater, done.text, &done.payload, max_message)?),
+                    });
+                }
                 Some(Event::Message {
                     text: done.text,
                     payload: Cow::Owned(done.payload),
@@ -156,10 +198,33 @@ pub fn decode<'a>(
     Ok(Decoded::Frame { consumed, event })
 }
 
+/// Inflates a whole compressed message under the cap and checks its UTF-8.
+fn inflated<'a>(
+    inflater: &mut Inflater,
+    text: bool,
+    payload: &[u8],
+    max_message: usize,
+) -> Result<Event<'a>, Violation> {
+    let message = inflater
+        .inflate(payload, max_message)
+        .map_err(|e| match e {
+            InflateError::TooBig => INFLATES_TOO_BIG,
+            InflateError::Corrupt => CORRUPT_DEFLATE,
+        })?;
+    if text && std::str::from_utf8(&message).is_err() {
+        return Err(INVALID_UTF8);
+    }
+    Ok(Event::Message {
+        text,
+        payload: Cow::Owned(message),
+    })
+}
+
 impl Fragments {
     /// Validates the new bytes; an incomplete trailing sequence is fine until the end.
+    /// A compressed message is checked once inflated.
     fn check_utf8(&mut self, last: bool) -> Result<(), Violation> {
-        if !self.text {
+        if !self.text || self.compressed {
             return Ok(());
         }
         match std::str::from_utf8(&self.payload[self.utf8_checked..]) {
@@ -228,8 +293,18 @@ impl Kind {
 
 /// Appends one final, unmasked frame to `out`. Server messages are never fragmented.
 pub fn encode(kind: Kind, payload: &[u8], out: &mut Vec<u8>) {
+    encode_frame(kind, false, payload, out);
+}
+
+/// Appends one final data frame whose payload is already compressed (RSV1 set).
+pub fn encode_compressed(kind: Kind, compressed: &[u8], out: &mut Vec<u8>) {
+    encode_frame(kind, true, compressed, out);
+}
+
+fn encode_frame(kind: Kind, rsv1: bool, payload: &[u8], out: &mut Vec<u8>) {
     let header = FrameHeader {
         opcode: kind.opcode(),
+        rsv1,
         ..FrameHeader::default()
     };
     out.reserve(header.len(payload.len() as u64) + payload.len());

@@ -1,4 +1,5 @@
 use super::*;
+use crate::proto::deflate::Deflater;
 
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
@@ -34,13 +35,27 @@ enum Owned {
 /// Feeds `wire` in two pieces split at `split`, the way a connection accumulates
 /// reads, and collects every event until the first violation.
 fn run(wire: &[u8], split: usize, max: usize) -> (Vec<Owned>, Option<Violation>) {
+    run_with(wire, split, max, None)
+}
+
+/// [`run`] for a connection that negotiated permessage-deflate.
+fn run_deflate(wire: &[u8], split: usize, max: usize) -> (Vec<Owned>, Option<Violation>) {
+    run_with(wire, split, max, Some(&mut Inflater::default()))
+}
+
+fn run_with(
+    wire: &[u8],
+    split: usize,
+    max: usize,
+    mut inflater: Option<&mut Inflater>,
+) -> (Vec<Owned>, Option<Violation>) {
     let mut pending: Vec<u8> = Vec::new();
     let mut fragments = None;
     let mut events = Vec::new();
     for piece in [&wire[..split], &wire[split..]] {
         pending.extend_from_slice(piece);
         loop {
-            match decode(&mut pending, &mut fragments, max) {
+            match decode_with(&mut pending, &mut fragments, max, inflater.as_deref_mut()) {
                 Ok(Decoded::Incomplete) => break,
                 Ok(Decoded::Frame { consumed, event }) => {
                     if let Some(event) = event {
@@ -229,4 +244,139 @@ fn unmask_is_an_involution_at_every_length_and_alignment() {
             assert_eq!(buf, expected);
         }
     }
+}
+
+// ------------------------------------------------------------ permessage-deflate
+
+/// RFC 7692 section 7.2.3.1: "Hello" compressed, as one message.
+const HELLO: [u8; 7] = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+
+fn deflate_at_every_split(wire: &[u8], max: usize) -> (Vec<Owned>, Option<Violation>) {
+    let whole = run_deflate(wire, wire.len(), max);
+    for split in 0..wire.len() {
+        assert_eq!(
+            run_deflate(wire, split, max),
+            whole,
+            "split at byte {split}"
+        );
+    }
+    whole
+}
+
+#[test]
+fn rsv1_without_negotiation_is_a_protocol_error() {
+    let (_, violation) = run(&client_frame(0xc1, &HELLO), 0, 1024);
+    assert_eq!(violation.map(|v| v.code), Some(1002));
+}
+
+#[test]
+fn compressed_messages_inflate_whole_or_fragmented_among_plain_ones() {
+    let mut wire = client_frame(0xc1, &HELLO);
+    wire.extend(client_frame(0x81, b"plain"));
+    // RFC 7692 7.2.3.1 again, in two fragments: RSV1 on the first only.
+    wire.extend(client_frame(0x41, &HELLO[..3]));
+    wire.extend(client_frame(0x89, b"between"));
+    wire.extend(client_frame(0x80, &HELLO[3..]));
+    let (events, violation) = deflate_at_every_split(&wire, 1024);
+    assert_eq!(violation, None);
+    assert_eq!(
+        events,
+        vec![
+            Owned::Message(true, b"Hello".to_vec()),
+            Owned::Message(true, b"plain".to_vec()),
+            Owned::Ping(b"between".to_vec()),
+            Owned::Message(true, b"Hello".to_vec()),
+        ]
+    );
+}
+
+#[test]
+fn rsv1_on_a_continuation_or_control_frame_is_a_protocol_error() {
+    let cases = [
+        [
+            client_frame(0x41, &HELLO[..3]),
+            client_frame(0xc0, &HELLO[3..]),
+        ]
+        .concat(),
+        client_frame(0xc9, b""),
+        client_frame(0xc8, &[0x03, 0xe8]),
+        client_frame(0xa1, b"x"),
+    ];
+    for wire in cases {
+        let (_, violation) = run_deflate(&wire, wire.len(), 1024);
+        assert_eq!(violation.map(|v| v.code), Some(1002), "{wire:x?}");
+    }
+}
+
+#[test]
+fn a_zip_bomb_closes_with_1009_once_inflated_past_the_cap() {
+    let mut bomb = Vec::new();
+    Deflater::default().compress(&vec![b'a'; 1 << 20], &mut bomb);
+    assert!(bomb.len() < 2048, "{} bytes", bomb.len());
+    let (_, violation) = run_deflate(&client_frame(0xc1, &bomb), 0, 64 * 1024);
+    assert_eq!(violation, Some(INFLATES_TOO_BIG));
+    // Fragmented, the bomb is refused the same way.
+    let wire = [
+        client_frame(0x41, &bomb[..bomb.len() / 2]),
+        client_frame(0x80, &bomb[bomb.len() / 2..]),
+    ]
+    .concat();
+    assert_eq!(run_deflate(&wire, 0, 64 * 1024).1, Some(INFLATES_TOO_BIG));
+    // Just at the cap is fine.
+    let mut exact = Vec::new();
+    Deflater::default().compress(&[b'a'; 1024], &mut exact);
+    let (events, violation) = run_deflate(&client_frame(0xc2, &exact), 0, 1024);
+    assert_eq!(violation, None);
+    assert_eq!(events, vec![Owned::Message(false, vec![b'a'; 1024])]);
+}
+
+#[test]
+fn corrupt_deflate_or_bad_utf8_inside_is_refused() {
+    let (_, violation) = run_deflate(&client_frame(0xc1, &[0xff, 0xff, 0xff]), 0, 1024);
+    assert_eq!(violation, Some(CORRUPT_DEFLATE));
+    let mut bad_text = Vec::new();
+    Deflater::default().compress(&[b'a', 0xff, 0xfe], &mut bad_text);
+    let (_, violation) = run_deflate(&client_frame(0xc1, &bad_text), 0, 1024);
+    assert_eq!(violation.map(|v| v.code), Some(1007));
+}
+
+#[test]
+fn compressed_frames_carry_rsv1_and_round_trip() {
+    let message = br#"{"channel":"c","seq":1,"data":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#;
+    let mut packed = Vec::new();
+    Deflater::default().compress(message, &mut packed);
+    let mut wire = Vec::new();
+    encode_compressed(Kind::Text, &packed, &mut wire);
+    let mut cursor = Cursor::new(&wire);
+    let (header, length) = FrameHeader::parse(&mut cursor).unwrap().unwrap();
+    assert!(header.rsv1 && !header.rsv2 && !header.rsv3 && header.is_final);
+    assert_eq!(length as usize, packed.len());
+    let body = &wire[cursor.position() as usize..];
+    assert_eq!(Inflater::default().inflate(body, 1024).unwrap(), message);
+    assert!(
+        !FrameHeader::parse(&mut Cursor::new(frame(Kind::Text, b"x")))
+            .unwrap()
+            .unwrap()
+            .0
+            .rsv1
+    );
+}
+
+#[test]
+fn a_compressed_message_is_held_to_the_cap_before_inflating_too() {
+    // Stored blocks: the compressed payload is larger than its 1,000 bytes inflated.
+    let incompressible: Vec<u8> = (0..1000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    let mut stored = Vec::new();
+    for chunk in incompressible.chunks(100) {
+        stored.push(0x00);
+        stored.extend_from_slice(&(chunk.len() as u16).to_le_bytes());
+        stored.extend_from_slice(&(!(chunk.len() as u16)).to_le_bytes());
+        stored.extend_from_slice(chunk);
+    }
+    assert!(stored.len() > 1024);
+    let (_, violation) = run_deflate(&client_frame(0xc2, &stored), 0, 1024);
+    assert_eq!(violation, Some(TOO_BIG));
+    let (events, violation) = run_deflate(&client_frame(0xc2, &stored), 0, 2048);
+    assert_eq!(violation, None);
+    assert_eq!(events, vec![Owned::Message(false, incompressible)]);
 }

@@ -156,6 +156,13 @@ counters! {
         metrics [Total CONNECTIONS_CLOSED {cause: "token_expired"}];
     /// Successful {"op":"refresh"}.
     refreshes: json Some("refreshes_total"), metrics [Total TOKEN_REFRESHES {}];
+    /// WebSockets that agreed to permessage-deflate.
+    deflate_negotiated: json Some("deflate_negotiated_total"),
+        metrics [Total DEFLATE_NEGOTIATED {}];
+    /// Messages compressed: once per worker per publication, however many receive it.
+    frames_deflated: json Some("frames_deflated_total"), metrics [Total FRAMES_DEFLATED {}];
+    /// Compressed client messages refused: too big once inflated (1009) or corrupt (1002).
+    inflate_refused: json Some("inflate_refused_total"), metrics [Total INFLATE_REFUSED {}];
 }
 
 /// Everything the console and the API read.

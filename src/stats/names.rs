@@ -100,6 +100,12 @@ families! {
         "RESP error replies: refused commands and protocol errors.";
     RESP_CONNECTIONS: "halley_resp_connections", Gauge,
         "RESP connections held now.";
+    DEFLATE_NEGOTIATED: "halley_deflate_negotiated_total", Counter,
+        "WebSocket connections that agreed to permessage-deflate.";
+    FRAMES_DEFLATED: "halley_frames_deflated_total", Counter,
+        "Messages compressed for permessage-deflate, once per worker per publication.";
+    INFLATE_REFUSED: "halley_inflate_refused_total", Counter,
+        "Compressed client messages refused: too big once inflated, or corrupt.";
     WORKER_EVENTS: "halley_worker_events_total", Counter,
         "Readiness events handled, by worker.";
     MEMORY_RESIDENT: "halley_memory_resident_bytes", Gauge,

@@ -103,6 +103,9 @@ mod tests {
             "forbidden_total",
             "token_expired_closes_total",
             "refreshes_total",
+            "deflate_negotiated_total",
+            "frames_deflated_total",
+            "inflate_refused_total",
             "workers",
             "broker",
         ];

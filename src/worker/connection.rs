@@ -70,6 +70,10 @@ impl Flags {
     pub const ADDRESS_FULL: u16 = 512;
     /// Waiting for the broker to sync a channel it joins (`stall.rs`).
     pub const STALLED: u16 = 0x8000;
+    /// Agreed to permessage-deflate: its RSV1 messages are inflated.
+    pub const DEFLATE: u16 = 1024;
+    /// Takes the worker's shared compressed frames (its window allows 32 KiB).
+    pub const DEFLATE_SENDS: u16 = 2048;
 
     pub fn has(self, flag: u16) -> bool {
         self.0 & flag != 0

@@ -4,6 +4,10 @@
 //! shared by every subscriber on that transport, so each costs one write however
 //! many messages arrived. Only streams or polls of several channels get bytes of
 //! their own, because their position names every channel.
+//!
+//! permessage-deflate is one more encoding: each message compressed once by the
+//! worker's compressor (no context kept), shared by every subscriber that agreed to
+//! it. Messages under --compression-min-size stay plain (RSV1 is per message).
 
 use std::sync::Arc;
 
@@ -12,6 +16,7 @@ use mio::Token;
 
 use super::connection::{Connection, Flags, Phase, Transport};
 use super::Worker;
+use crate::proto::deflate::Deflater;
 use crate::proto::{poll, sse, ws};
 use crate::pubsub::hub::Channel;
 use crate::pubsub::publication::Publication;
@@ -55,6 +60,8 @@ impl Worker {
             fresh: &fresh,
             allow_origin: self.settings.allow_origin,
             websocket: None,
+            deflated: None,
+            min_size: self.settings.compression_min_size,
             sse: None,
             poll: [None, None],
         };
@@ -70,6 +77,11 @@ impl Worker {
             }
             let single = conn.subscriptions.len() == 1;
             let bytes = match (conn.transport, conn.phase) {
+                (Transport::WebSocket, Phase::Open) if conn.flags.has(Flags::DEFLATE_SENDS) => {
+                    let (bytes, compressed) = wire.deflated(&mut self.deflater);
+                    self.counters.frames_deflated += compressed;
+                    bytes
+                }
                 (Transport::WebSocket, Phase::Open) => wire.websocket(),
                 (Transport::Sse, Phase::Open) if single => wire.sse(),
                 (Transport::Sse, Phase::Open) => wire.sse_for(conn, &self.topics),
@@ -130,6 +142,10 @@ struct Encodings<'a> {
     fresh: &'a [&'a Publication],
     allow_origin: Option<&'static str>,
     websocket: Option<Bytes>,
+    /// The WebSocket frames with permessage-deflate: those at or over `min_size`
+    /// compressed.
+    deflated: Option<Bytes>,
+    min_size: usize,
     sse: Option<Bytes>,
     /// Without and with keep-alive.
     poll: [Option<Bytes>; 2],
@@ -147,6 +163,35 @@ impl Encodings<'_> {
                 Bytes::from(out)
             })
             .clone()
+    }
+
+    /// The deflated frames, and how many messages were compressed to build them
+    /// now (0 when they were already built this turn).
+    fn deflated(&mut self, deflater: &mut Deflater) -> (Bytes, u64) {
+        if let Some(bytes) = &self.deflated {
+            return (bytes.clone(), 0);
+        }
+        let mut out = Vec::with_capacity(self.fresh.iter().map(|p| p.payload.len() / 2 + 16).sum());
+        let mut packed = Vec::new();
+        let mut compressed = 0;
+        for p in self.fresh {
+            if p.payload.len() < self.min_size {
+                ws::encode(ws::Kind::Text, &p.payload, &mut out);
+                continue;
+            }
+            packed.clear();
+            deflater.compress(&p.payload, &mut packed);
+            compressed += 1;
+            // Incompressible: the plain frame is smaller, and just as valid.
+            if packed.len() >= p.payload.len() {
+                ws::encode(ws::Kind::Text, &p.payload, &mut out);
+            } else {
+                ws::encode_compressed(ws::Kind::Text, &packed, &mut out);
+            }
+        }
+        let bytes = Bytes::from(out);
+        self.deflated = Some(bytes.clone());
+        (bytes, compressed)
     }
 
     fn sse(&mut self) -> Bytes {

@@ -167,7 +167,8 @@ impl Worker {
         let conn = &mut self.conns[key];
         let mut fragments = conn.extra.as_mut().and_then(|e| e.fragments.take());
         let closing = conn.phase == Phase::Closing;
-        let decoded = ws::decode(buf, &mut fragments, max);
+        let inflater = conn.flags.has(Flags::DEFLATE).then_some(&mut self.inflater);
+        let decoded = ws::decode_with(buf, &mut fragments, max, inflater);
         if let Some(open) = fragments {
             self.conns[key].extra_mut().fragments = Some(open);
         }
@@ -188,6 +189,9 @@ impl Worker {
                     self.doom(key);
                 } else {
                     self.counters.protocol_errors += 1;
+                    if matches!(violation, ws::INFLATES_TOO_BIG | ws::CORRUPT_DEFLATE) {
+                        self.counters.inflate_refused += 1;
+                    }
                     self.close_with(key, violation.code, violation.reason);
                 }
                 Some(buf.len())
@@ -216,7 +220,8 @@ impl Worker {
                     } else {
                         ws::Kind::Binary
                     };
-                    self.send(key, Bytes::from(ws::frame(kind, &payload)));
+                    let frame = self.echo_frame(key, kind, &payload);
+                    self.send(key, Bytes::from(frame));
                 } else if self.allow_command(key) {
                     self.on_command(key, &payload);
                 } else {
@@ -225,5 +230,25 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+impl Worker {
+    /// An echoed message, compressed like a push when the connection agreed to it.
+    fn echo_frame(&mut self, key: usize, kind: ws::Kind, payload: &[u8]) -> Vec<u8> {
+        let compress = self.conns[key].flags.has(Flags::DEFLATE_SENDS)
+            && payload.len() >= self.settings.compression_min_size;
+        if !compress {
+            return ws::frame(kind, payload);
+        }
+        self.counters.frames_deflated += 1;
+        let mut packed = Vec::with_capacity(payload.len() / 2 + 64);
+        self.deflater.compress(payload, &mut packed);
+        if packed.len() >= payload.len() {
+            return ws::frame(kind, payload);
+        }
+        let mut out = Vec::with_capacity(packed.len() + 14);
+        ws::encode_compressed(kind, &packed, &mut out);
+        out
     }
 }

@@ -87,9 +87,19 @@ impl Worker {
                 accept_key,
                 subscribe,
                 token,
+                deflate,
             } => {
-                self.send(key, Bytes::from(http::switching_protocols(&accept_key)));
+                let deflate = deflate.filter(|_| self.settings.compression);
+                let answer = http::switching_protocols(&accept_key, deflate.as_ref());
+                self.send(key, Bytes::from(answer));
                 let conn = &mut self.conns[key];
+                if let Some(agreed) = deflate {
+                    conn.flags.set(Flags::DEFLATE);
+                    if agreed.takes_compressed() {
+                        conn.flags.set(Flags::DEFLATE_SENDS);
+                    }
+                    self.counters.deflate_negotiated += 1;
+                }
                 conn.transport = if endpoint == Endpoint::Echo {
                     Transport::Echo
                 } else {

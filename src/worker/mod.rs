@@ -23,6 +23,7 @@ use bytes::Bytes;
 use mio::{Events, Poll, Token};
 
 use crate::config::Config;
+use crate::proto::deflate::{Deflater, Inflater};
 use crate::pubsub::hub::Hub;
 use crate::pubsub::publication::Publication;
 use crate::pubsub::topics::Topics;
@@ -71,6 +72,10 @@ pub struct Worker {
     now: u32,
     next_sweep: u32,
     shutdown_deadline: Option<Instant>,
+    /// permessage-deflate's codec, one for every connection: no context is kept
+    /// between messages, so none is kept per connection.
+    deflater: Deflater,
+    inflater: Inflater,
 }
 
 impl Worker {
@@ -105,6 +110,8 @@ impl Worker {
             now: 0,
             next_sweep: 1,
             shutdown_deadline: None,
+            deflater: Deflater::default(),
+            inflater: Inflater::default(),
         }
     }
 

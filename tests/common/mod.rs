@@ -424,10 +424,15 @@ pub fn raw_http(addr: SocketAddr, request: &[u8]) -> (u16, Headers, String) {
 
 /// A valid upgrade request for `path`, with the RFC 6455 sample key.
 pub fn upgrade_request(path: &str) -> String {
+    upgrade_request_with(path, "")
+}
+
+/// [`upgrade_request`] with `extra` header lines (each ending in CRLF).
+pub fn upgrade_request_with(path: &str, extra: &str) -> String {
     format!(
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: {SAMPLE_KEY}\r\n\
-         Sec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Version: 13\r\n{extra}\r\n"
     )
 }
 
@@ -494,9 +499,11 @@ pub const OP_CLOSE: u8 = 0x8;
 pub const OP_PING: u8 = 0x9;
 pub const OP_PONG: u8 = 0xA;
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Frame {
     pub fin: bool,
+    /// permessage-deflate's "compressed" bit.
+    pub rsv1: bool,
     pub opcode: u8,
     pub payload: Vec<u8>,
 }
@@ -510,14 +517,19 @@ pub struct RawWs {
 
 impl RawWs {
     /// Sends a valid upgrade request on `stream` and asserts a 101 answer.
-    pub fn handshake(mut stream: TcpStream, path: &str) -> RawWs {
+    pub fn handshake(stream: TcpStream, path: &str) -> RawWs {
+        RawWs::handshake_with(stream, path, "").0
+    }
+
+    /// [`RawWs::handshake`] with `extra` request header lines; returns the 101 head too.
+    pub fn handshake_with(mut stream: TcpStream, path: &str, extra: &str) -> (RawWs, Head) {
         stream
-            .write_all(upgrade_request(path).as_bytes())
+            .write_all(upgrade_request_with(path, extra).as_bytes())
             .expect("write upgrade");
         let mut buf = Vec::new();
         let head = read_head(&mut stream, &mut buf);
         assert_eq!(head.status, 101, "upgrade on {path}:\n{}", head.raw);
-        RawWs { stream, buf }
+        (RawWs { stream, buf }, head)
     }
 
     /// Writes one frame; `masked: false` breaks RFC 6455 on purpose.
@@ -580,6 +592,7 @@ impl RawWs {
         self.buf.drain(..hdr + len);
         Frame {
             fin: b0 & 0x80 != 0,
+            rsv1: b0 & 0x40 != 0,
             opcode: b0 & 0x0f,
             payload,
         }
@@ -614,4 +627,45 @@ impl RawWs {
             self.buf.extend_from_slice(&chunk[..got]);
         }
     }
+}
+
+// ---------------------------------------------------------------- permessage-deflate
+
+/// Inflates one permessage-deflate message payload (RFC 7692 section 7.2.2) with
+/// flate2 directly, not through the server's code.
+pub fn inflate_message(payload: &[u8]) -> Vec<u8> {
+    let mut input = payload.to_vec();
+    input.extend_from_slice(&[0x00, 0x00, 0xff, 0xff]);
+    let mut out = Vec::with_capacity(64 * 1024);
+    let mut inflater = flate2::Decompress::new(false);
+    for _ in 0..1000 {
+        let done = inflater.total_in() as usize;
+        if done == input.len() {
+            return out;
+        }
+        out.reserve(64 * 1024);
+        inflater
+            .decompress_vec(&input[done..], &mut out, flate2::FlushDecompress::Sync)
+            .expect("valid DEFLATE data");
+    }
+    panic!("inflate made no progress");
+}
+
+/// Compresses `message` as a client would (raw DEFLATE, sync flush, tail removed).
+pub fn deflate_message(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 64);
+    let mut deflater = flate2::Compress::new(flate2::Compression::default(), false);
+    for _ in 0..1000 {
+        let done = deflater.total_in() as usize;
+        if done == message.len() && out.len() < out.capacity() {
+            break;
+        }
+        out.reserve(message.len() / 2 + 64);
+        deflater
+            .compress_vec(&message[done..], &mut out, flate2::FlushCompress::Sync)
+            .expect("deflate");
+    }
+    assert!(out.ends_with(&[0x00, 0x00, 0xff, 0xff]), "sync flush tail");
+    out.truncate(out.len() - 4);
+    out
 }

@@ -64,6 +64,16 @@ pub struct Common {
     #[arg(long, global = true, default_value_t = 1000)]
     pub connections: usize,
 
+    /// Published data of about this many bytes of JSON (`{"t":..,"i":..,"items":[..]}`);
+    /// 0 = the bare `{"t":..,"i":..}`
+    #[arg(long, global = true, default_value_t = 0)]
+    pub payload_size: usize,
+
+    /// WebSocket subscribers offer permessage-deflate (as browsers do) and inflate
+    /// the compressed pushes
+    #[arg(long, global = true)]
+    pub deflate: bool,
+
     /// Number of channels; connection i subscribes to channel i % K
     #[arg(long, global = true, default_value_t = 1)]
     pub channels: usize,

@@ -117,6 +117,8 @@ pub struct Target<'a> {
     /// sse and poll: resume from this seq (poll without it: probe first).
     pub since: Option<u64>,
     pub epoch: Option<&'a str>,
+    /// ws: offer permessage-deflate.
+    pub deflate: bool,
 }
 
 /// The scenario's per-connection state, visible to the text callback.
@@ -192,7 +194,7 @@ impl Conn {
     pub fn new(stream: TcpStream, to: &Target<'_>, meta: Meta) -> Conn {
         let mut poll = None;
         let (request, accept) = match to.transport {
-            Transport::Ws => ws::request(to.path_or_channel, to.host),
+            Transport::Ws => ws::request(to.path_or_channel, to.host, to.deflate),
             Transport::Sse => {
                 let q = comet::query(to.path_or_channel, to.since, to.epoch);
                 (
@@ -474,9 +476,16 @@ impl Conn {
                     opcode,
                     payload,
                     consumed,
+                    compressed,
                 } => {
                     pos += consumed;
-                    self.on_frame(opcode, payload, now_us, mask, step, on_in)?;
+                    if compressed {
+                        let message = ws::inflate(payload, ws::INFLATED_PREFIX)
+                            .map_err(|e| End::Failed(Cause::Dropped, e))?;
+                        self.on_frame(opcode, &message, now_us, mask, step, on_in)?;
+                    } else {
+                        self.on_frame(opcode, payload, now_us, mask, step, on_in)?;
+                    }
                 }
             }
         }

@@ -126,6 +126,7 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
         rate: rate.max(0.0),
         publishers: publishers.max(1),
         pipeline: pipeline.max(1),
+        pad: crate::publisher::padding(c.payload_size),
     };
     Ok(match &cli.scenario {
         Scenario::OwnChannels(a) => {
@@ -312,6 +313,7 @@ fn run_here(cli: &Cli, s: &Setup) -> Result<Outcome, String> {
         churn_until: Instant::now() + s.churn,
         away: s.away,
         subscribe: s.subscribe,
+        deflate: c.deflate,
     };
     let publish_span = match &s.publish {
         Some(p) if p.rate > 0.0 => stats::secs(p.messages as f64 / p.rate),

@@ -26,6 +26,32 @@ pub struct PubCfg {
     pub rate: f64,
     pub publishers: usize,
     pub pipeline: usize,
+    /// JSON members appended after `"i":I` to reach --payload-size (or empty).
+    pub pad: String,
+}
+
+/// `,"items":[...]` of catalogue-like objects, so that `{"t":T,"i":I}` plus it is
+/// about `size` bytes of ordinary JSON (what compression is measured on).
+pub fn padding(size: usize) -> String {
+    let mut items = Vec::new();
+    let mut len = 40;
+    let mut k = 0;
+    while len < size {
+        let item = format!(
+            r#"{{"id":{k},"sku":"SKU-{:05}","name":"Item {k}","price":{}.{:02},"in_stock":{}}}"#,
+            k * 7919 % 100_000,
+            k * 37 % 500,
+            k * 13 % 100,
+            k % 3 != 0
+        );
+        len += item.len() + 1;
+        items.push(item);
+        k += 1;
+    }
+    if items.is_empty() {
+        return String::new();
+    }
+    format!(r#","items":[{}]"#, items.join(","))
 }
 
 /// Posts every message; returns published / publish_errors and the time span.
@@ -76,11 +102,12 @@ fn request(cfg: &PubCfg, n: u64, out: &mut Vec<u8>) {
         n
     };
     let body = format!(
-        r#"{{"channel":"{}-{}","data":{{"t":{},"i":{}}}}}"#,
+        r#"{{"channel":"{}-{}","data":{{"t":{},"i":{}{}}}}}"#,
         cfg.prefix,
         i % cfg.channels as u64,
         unix_us(),
-        i
+        i,
+        cfg.pad
     );
     let head = format!(
         "POST /api/publish HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
@@ -239,7 +266,7 @@ fn publisher(cfg: &PubCfg, first: u64, step: u64, start: Instant) -> Outcome {
 
 #[cfg(test)]
 mod tests {
-    use super::{responses, scrambler};
+    use super::{padding, responses, scrambler};
 
     #[test]
     fn the_scrambled_order_sends_every_message_once() {
@@ -252,6 +279,15 @@ mod tests {
             assert!(seen.iter().all(|&s| s), "m {m}, order {a}");
         }
         assert!(scrambler(200_000) > 1000);
+    }
+
+    #[test]
+    fn padding_reaches_the_payload_size_as_json() {
+        assert_eq!(padding(0), "");
+        let data = format!(r#"{{"t":1764590000000000,"i":12345{}}}"#, padding(1024));
+        assert!((1024..1200).contains(&data.len()), "{} bytes", data.len());
+        let v: serde_json::Value = serde_json::from_str(&data).expect("JSON");
+        assert_eq!(v["i"], 12345);
     }
 
     #[test]

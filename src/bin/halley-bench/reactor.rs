@@ -68,6 +68,8 @@ pub struct Plan {
     pub away: Duration,
     /// hold --no-subscribe: WebSockets subscribed to nothing.
     pub subscribe: bool,
+    /// WebSocket subscribers offer permessage-deflate (--deflate).
+    pub deflate: bool,
 }
 
 /// Set by the scenario driver.
@@ -517,6 +519,7 @@ impl Reactor {
             },
             since,
             epoch: epoch.as_deref(),
+            deflate: plan.deflate,
         };
         entry.insert(Conn::new(stream, &target, meta));
         self.pending += 1;

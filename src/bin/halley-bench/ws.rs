@@ -9,14 +9,65 @@ use tungstenite::protocol::frame::{Frame, FrameHeader};
 use tungstenite::Bytes;
 
 /// The upgrade request and the `Sec-WebSocket-Accept` value the 101 must carry.
-pub fn request(path: &str, host: &str) -> (Vec<u8>, String) {
+/// With `deflate`, it offers permessage-deflate as a browser does, but asks for
+/// `server_no_context_takeover` (which Halley always answers anyway), so that one
+/// inflater per thread reads every connection of any server that agrees.
+pub fn request(path: &str, host: &str, deflate: bool) -> (Vec<u8>, String) {
     let key = tungstenite::handshake::client::generate_key();
     let accept = derive_accept_key(key.as_bytes());
+    let offer = if deflate {
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+         client_max_window_bits\r\n"
+    } else {
+        ""
+    };
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
     );
     (req.into_bytes(), accept)
+}
+
+thread_local! {
+    /// One inflater per reactor thread, reset per message: the server agrees to no
+    /// context takeover, so nothing is kept per connection here either.
+    static INFLATER: std::cell::RefCell<flate2::Decompress> =
+        std::cell::RefCell::new(flate2::Decompress::new(false));
+}
+
+/// The part of a compressed push the bench inflates: its `channel`, `seq` and the
+/// publisher's `t` and `i` come first, so the rest need not cost the client CPU that
+/// the server on the same cores would miss.
+pub const INFLATED_PREFIX: usize = 256;
+
+/// Inflates one permessage-deflate message (RFC 7692 section 7.2.2), or its first
+/// `limit` bytes.
+pub fn inflate(payload: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+    INFLATER.with_borrow_mut(|inflater| {
+        inflater.reset(false);
+        let mut out = Vec::with_capacity((payload.len() * 4 + 64).min(limit));
+        for input in [payload, &[0x00, 0x00, 0xff, 0xff][..]] {
+            let start = inflater.total_in();
+            // Bounded: every round consumes input or grows the output.
+            for _ in 0..10_000 {
+                let used = (inflater.total_in() - start) as usize;
+                if out.len() >= limit {
+                    out.truncate(limit);
+                    return Ok(out);
+                }
+                if used == input.len() && out.len() < out.capacity() {
+                    break;
+                }
+                if out.len() == out.capacity() {
+                    out.reserve(out.len().max(1024).min(limit - out.len()));
+                }
+                inflater
+                    .decompress_vec(&input[used..], &mut out, flate2::FlushDecompress::Sync)
+                    .map_err(|e| format!("bad compressed frame: {e}"))?;
+            }
+        }
+        Ok(out)
+    })
 }
 
 pub enum Handshake {
@@ -96,6 +147,8 @@ pub enum Decoded<'a> {
         opcode: OpCode,
         payload: &'a [u8],
         consumed: usize,
+        /// RSV1: a permessage-deflate message.
+        compressed: bool,
     },
     Error(String),
 }
@@ -163,6 +216,7 @@ pub fn decode(buf: &[u8]) -> Decoded<'_> {
                 opcode,
                 payload: &buf[start..end],
                 consumed: end,
+                compressed: buf[0] & 0x40 != 0,
             }
         }
     }
@@ -187,7 +241,7 @@ mod tests {
 
     #[test]
     fn handshake_roundtrip() {
-        let (req, accept) = request("/ws", "h");
+        let (req, accept) = request("/ws", "h", false);
         let text = String::from_utf8(req).unwrap();
         let key = text
             .lines()
@@ -251,6 +305,27 @@ mod tests {
         assert_eq!(missing(&[0x81, 5, b'a']), 4);
         assert_eq!(missing(&[0x81, 126, 1]), 1);
         assert_eq!(missing(&[0x81, 126, 1, 0]), 256);
+    }
+
+    #[test]
+    fn deflate_is_offered_and_compressed_frames_inflate() {
+        let (req, _) = request("/ws", "h", true);
+        let text = String::from_utf8(req).unwrap();
+        assert!(text.contains("\r\nSec-WebSocket-Extensions: permessage-deflate"));
+        // RFC 7692 section 7.2.3.1: "Hello", compressed, with RSV1.
+        let frame = [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        match decode(&frame) {
+            Decoded::Frame {
+                payload,
+                compressed: true,
+                ..
+            } => {
+                assert_eq!(inflate(payload, 100).unwrap(), b"Hello");
+                assert_eq!(inflate(payload, 3).unwrap(), b"Hel");
+            }
+            _ => panic!("no compressed frame"),
+        }
+        assert!(inflate(&[0xff, 0xff, 0xff], 100).is_err());
     }
 
     #[test]
