@@ -405,7 +405,11 @@ impl Hub {
         worker: usize,
         position: Position<'_>,
     ) -> Result<Joined, AttachError> {
-        if self.find(name).is_none() && self.wait_for_sync(name, worker) {
+        // Standalone, no extra lookup: only a broker makes a channel wait.
+        if self.upstream.get().is_some()
+            && self.find(name).is_none()
+            && self.wait_for_sync(name, worker)
+        {
             return Err(AttachError::Syncing);
         }
         loop {
