@@ -124,7 +124,7 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     /// A token's session lives here; its size is what a token-carrying idle
-    /// connection pays on top of the 40-byte slot (plus its user id on the heap).
+    /// connection pays on top of the 32-byte slot (plus its user id on the heap).
     #[test]
     fn a_side_entry_stays_small() {
         assert!(std::mem::size_of::<crate::auth::Session>() <= 24);
