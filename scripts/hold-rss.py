@@ -10,7 +10,9 @@ VmRSS, then VmRSS once N connections are held by halley-bench, divided by N.
 --case: every connection on one shared channel (default), each on a channel of its
 own, or none subscribed (WebSocket only). --base B first opens and holds B
 connections and measures from there (the growth method: B -> B + N). --env sets a
-variable for the server only (e.g. _RJEM_MALLOC_CONF=...).
+variable for the server only (e.g. _RJEM_MALLOC_CONF=...). --warm serves 10
+short-lived connections before the idle reading. Each run prints VmRSS and RssAnon
+per connection (the latter without the binary's code pages).
 
 Starts its own server on 127.0.0.1 (fixed ports 28180/28181, or --port), reads
 VmRSS from /proc (and jemalloc's allocated bytes from /api/stats) 1.5 s after start-up (or --wait s after the base is all open) and
@@ -20,8 +22,12 @@ Every wait is bounded.
 import argparse, json, os, re, subprocess, sys, time, urllib.request
 
 def rss_kib(pid):
+    """VmRSS and RssAnon: the second leaves out the binary's code pages (file-backed,
+    shared with the page cache), which the first connections fault in."""
     with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+        status = f.read()
+    return tuple(int(re.search(rf"{name}:\s+(\d+)", status).group(1))
+                 for name in ("VmRSS", "RssAnon"))
 
 API_KEY = None  # --api-key-file's key, sent as Authorization: Bearer on every API call
 
@@ -68,6 +74,15 @@ def one_run(a, port, key_args):
     try:
         time.sleep(1.5)
         hold_s = 5 + a.wait
+        # The first /api/stats call allocates the API thread's buffers: paid here,
+        # before the idle reading, since the bench's progress is read through it.
+        stats(api)
+        if a.warm:
+            # One short-lived client first, so one-time costs (code pages, the
+            # threads' first buffers) fall before the idle reading.
+            warm = start_bench(a, client, api, key_args, 10, "warm", 1)
+            failures(warm)
+            time.sleep(1.5)
         if a.base:
             benches.append(start_bench(a, client, api, key_args, a.base, "base", hold_s + 15))
             wait_open(api, a.base, benches[-1])
@@ -99,6 +114,8 @@ def main():
     ap.add_argument("--server", default="target/release/halley")
     ap.add_argument("--bench", default="target/release/halley-bench")
     ap.add_argument("--port", type=int, default=28180)
+    ap.add_argument("--warm", action="store_true",
+                    help="serve 10 short-lived connections before the idle reading")
     ap.add_argument("--api-key-file", help="pass this API key file to the server and send its key")
     a = ap.parse_args()
     global API_KEY
@@ -109,10 +126,12 @@ def main():
         key_args = ["--api-key-file", a.api_key_file]
     for run in range(a.runs):
         idle, held, heap, failed = one_run(a, a.port, key_args)
-        per = (held - idle) * 1024 / a.connections
-        print(f"{a.transport} {a.case} run {run + 1}: {'idle' if not a.base else f'{a.base} held'} "
-              f"{idle} KiB, +{a.connections} held {held} KiB: "
-              f"{per:.1f} B/conn, heap {heap:.1f} B/conn (bench failed: {failed})", flush=True)
+        per = (held[0] - idle[0]) * 1024 / a.connections
+        anon = (held[1] - idle[1]) * 1024 / a.connections
+        print(f"{a.transport} {a.case}{' warm' if a.warm else ''} run {run + 1}: "
+              f"{'idle' if not a.base else f'{a.base} held'} {idle[0]} KiB, "
+              f"+{a.connections} held {held[0]} KiB: {per:.1f} B/conn (RssAnon {anon:.1f} B/conn), "
+              f"heap {heap:.1f} B/conn (bench failed: {failed})", flush=True)
         time.sleep(1)
 
 if __name__ == "__main__":

@@ -319,3 +319,52 @@ fn keep_alive_publishes() {
         assert_eq!(publisher.publish_ok("ka", &want.to_string()), want);
     }
 }
+
+/// A connection's second subscription moves its subscriptions out of the slot into
+/// its side entry, and its last-but-one leaving moves them back; positions in the
+/// channels' lists must follow every move (swap-removes fix back-pointers).
+#[test]
+fn subscriptions_spill_out_of_the_slot_and_back() {
+    let server = Server::start(&["--workers", "1"]);
+    let mut three = server.connect("/ws");
+    let mut two = server.connect("/ws");
+    let mut one = server.connect("/ws");
+    for channel in ["sx", "sy", "sz"] {
+        subscribe(&mut three, channel);
+    }
+    subscribe(&mut two, "sx");
+    subscribe(&mut two, "sy");
+    subscribe(&mut one, "sx");
+    // sx's list is [three, two, one]: three leaving moves one into its place.
+    send_text(&mut three, r#"{"op":"unsubscribe","channel":"sx"}"#);
+    assert_eq!(recv_json(&mut three)["op"], "unsubscribed");
+    // two back to a single subscription, held in its slot again.
+    send_text(&mut two, r#"{"op":"unsubscribe","channel":"sy"}"#);
+    assert_eq!(recv_json(&mut two)["op"], "unsubscribed");
+    // sx's list is [one, two]: one leaving moves two, whose subscription is inline.
+    send_text(&mut one, r#"{"op":"unsubscribe","channel":"sx"}"#);
+    assert_eq!(recv_json(&mut one)["op"], "unsubscribed");
+    subscribe(&mut one, "sprobe");
+
+    let mut publisher = server.publisher();
+    publisher.publish_ok("sx", "1");
+    publisher.publish_ok("sy", "2");
+    publisher.publish_ok("sz", "3");
+    publisher.publish_ok("sprobe", "4");
+    expect_push(&mut two, "sx", 1, "1");
+    expect_push(&mut three, "sy", 1, "2");
+    expect_push(&mut three, "sz", 1, "3");
+    // one left sx before it was published: its next frame is the probe's push.
+    expect_push(&mut one, "sprobe", 1, "4");
+
+    // two leaves for good; sx has no subscriber left and the next publish reaches
+    // three's and one's other channels only.
+    close(two);
+    send_text(&mut three, r#"{"op":"unsubscribe","channel":"sy"}"#);
+    assert_eq!(recv_json(&mut three)["op"], "unsubscribed");
+    publisher.publish_ok("sx", "5");
+    publisher.publish_ok("sz", "6");
+    expect_push(&mut three, "sz", 2, "6");
+    publisher.publish_ok("sprobe", "7");
+    expect_push(&mut one, "sprobe", 2, "7");
+}

@@ -89,7 +89,7 @@ pub fn publish_many(
                 .map_err(|_| PublishError::TooManyChannels)?;
             Ok(Published {
                 seq,
-                epoch: channel.epoch.clone(),
+                epoch: channel.epoch.as_str().into(),
             })
         })
         .collect()

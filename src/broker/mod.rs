@@ -425,7 +425,7 @@ impl Broker {
                 .map(|name| match self.hub.find(name) {
                     Some(held) => Ask {
                         channel: name.clone(),
-                        epoch: held.epoch.clone(),
+                        epoch: held.epoch.as_str().into(),
                         last_seq: self.hub.last_seq(&held),
                     },
                     None => Ask {

@@ -9,13 +9,14 @@
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::epoch::Epochs;
+use super::epoch::{Epoch, Epochs};
 use super::history::{CatchUp, History};
 use super::presence::{self, Change, Presence};
 use super::publication::{Outlet, Publication, Upstream};
@@ -28,7 +29,7 @@ pub type ChannelId = u32;
 pub struct Channel {
     pub id: ChannelId,
     pub name: Box<str>,
-    pub epoch: Box<str>,
+    pub epoch: Epoch,
     /// Its name matches `--presence-channels`: joins and leaves are counted.
     pub keeps_presence: bool,
     state: Mutex<ChannelState>,
@@ -42,8 +43,9 @@ struct ChannelState {
     history: History,
     /// Listed in the hub's `watched` list: it has history to expire, or is idle.
     watched: bool,
-    /// Hub clock when it was last seen with no worker and no history.
-    idle_since: Option<u32>,
+    /// Hub clock when it was last seen with no worker and no history (4 bytes, not
+    /// an `Option<u32>`'s 8: the channel fits jemalloc's 96 B class).
+    idle_since: Option<NonZeroU32>,
     /// Gone from the name map: whoever holds this `Arc` must look the name up again.
     removed: bool,
     /// Who is connected, for a channel that keeps presence (created on first join).
@@ -231,7 +233,11 @@ impl Hub {
         let channel = Arc::new(Channel {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             name: name.into(),
-            epoch: epoch.map_or_else(|| self.epochs.next(), Into::into),
+            // One that Halley did not make (longer than 8 bytes) starts a new epoch:
+            // resumes then get recovered:false rather than a wrong answer.
+            epoch: epoch
+                .and_then(Epoch::parse)
+                .unwrap_or_else(|| self.epochs.next_epoch()),
             keeps_presence: self
                 .presence_prefixes
                 .iter()
@@ -470,7 +476,7 @@ impl Hub {
                 .catch_up(Some(since), true, state.last_seq)
                 .recovered;
         Some(Backlog {
-            epoch: channel.epoch.clone(),
+            epoch: channel.epoch.as_str().into(),
             last_seq: state.last_seq,
             messages,
             recovered,
@@ -496,7 +502,7 @@ impl Hub {
                     state.watched = false; // held, nothing to expire
                     continue;
                 }
-            } else if now.saturating_sub(*state.idle_since.get_or_insert(now))
+            } else if now.saturating_sub(idle_since(&mut state.idle_since, now))
                 >= self.limits.keep_idle_s
             {
                 drop(state);
@@ -564,3 +570,11 @@ pub mod remote;
 #[cfg(test)]
 #[path = "hub_tests.rs"]
 mod tests;
+
+/// When a channel became idle (set to `now` on first sight), kept as the clock
+/// plus one so that 0 can mean "not idle".
+fn idle_since(kept: &mut Option<NonZeroU32>, now: u32) -> u32 {
+    kept.get_or_insert(NonZeroU32::MIN.saturating_add(now))
+        .get()
+        - 1
+}

@@ -124,7 +124,7 @@ impl Hub {
         let placeholder = Arc::new(Channel {
             id: u32::MAX,
             name: name.into(),
-            epoch: "".into(),
+            epoch: Default::default(),
             keeps_presence: false,
             state: Default::default(),
         });
@@ -168,7 +168,7 @@ impl Hub {
             .into_iter()
             .map(|c| {
                 let last = c.state().last_seq;
-                (c.name.clone(), c.epoch.clone(), last)
+                (c.name.clone(), c.epoch.as_str().into(), last)
             })
             .collect()
     }

@@ -2,10 +2,13 @@
 //! keys of those connections. Each connection remembers its position in each list,
 //! so unsubscribing is O(1) (swap-remove plus one back-pointer fix). A per-user
 //! channel has one subscriber per worker: up to two are held inline, so such a
-//! channel costs its map entry and no allocation of its own.
+//! channel costs its table entry and no allocation of its own. The table holds the
+//! entries themselves, found by the id inside their channel: a map would store the
+//! id again beside each (40 bytes a bucket instead of 32).
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use hashbrown::HashTable;
 
 use super::hub::{Channel, ChannelId};
 
@@ -21,7 +24,17 @@ pub struct LocalChannel {
 
 #[derive(Debug, Default)]
 pub struct Topics {
-    channels: HashMap<ChannelId, LocalChannel>,
+    channels: HashTable<LocalChannel>,
+}
+
+/// Ids are dense and handed out by the hub, not chosen by clients: a multiply
+/// spreads them (low bits for the bucket, high bits for hashbrown's tag).
+fn hash(id: ChannelId) -> u64 {
+    u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+fn hash_of(local: &LocalChannel) -> u64 {
+    hash(local.channel.id)
 }
 
 /// What removing a subscriber changed, for the caller to fix up.
@@ -35,35 +48,43 @@ pub struct Removed {
 
 impl Topics {
     pub fn get(&self, id: ChannelId) -> Option<&LocalChannel> {
-        self.channels.get(&id)
+        self.channels.find(hash(id), |local| local.channel.id == id)
     }
 
     pub fn get_mut(&mut self, id: ChannelId) -> Option<&mut LocalChannel> {
-        self.channels.get_mut(&id)
+        self.channels
+            .find_mut(hash(id), |local| local.channel.id == id)
     }
 
     /// The local entry of `channel`, if this worker holds that very channel.
     pub fn of(&self, channel: &Arc<Channel>) -> Option<&LocalChannel> {
-        self.channels
-            .get(&channel.id)
+        self.get(channel.id)
             .filter(|local| Arc::ptr_eq(&local.channel, channel))
     }
 
-    /// Starts holding `channel`, live from `last_seq`.
+    /// Starts holding `channel`, live from `last_seq` (replacing an entry of the
+    /// same id, as a map's insert would).
     pub fn insert(&mut self, channel: Arc<Channel>, last_seq: u64) {
-        self.channels.insert(
-            channel.id,
-            LocalChannel {
-                channel,
-                subscribers: Subscribers::default(),
-                last_seq,
-            },
-        );
+        let local = LocalChannel {
+            channel,
+            subscribers: Subscribers::default(),
+            last_seq,
+        };
+        let id = local.channel.id;
+        match self
+            .channels
+            .entry(hash(id), |l| l.channel.id == id, hash_of)
+        {
+            hashbrown::hash_table::Entry::Occupied(mut held) => *held.get_mut() = local,
+            hashbrown::hash_table::Entry::Vacant(vacant) => {
+                vacant.insert(local);
+            }
+        }
     }
 
     /// Adds a subscriber to a held channel; returns its position in the list.
     pub fn add_subscriber(&mut self, id: ChannelId, key: u32) -> u32 {
-        let Some(local) = self.channels.get_mut(&id) else {
+        let Some(local) = self.get_mut(id) else {
             return 0;
         };
         local.subscribers.push(key);
@@ -73,12 +94,12 @@ impl Topics {
     /// Gives back the memory of a map that once held many more channels.
     pub fn shrink(&mut self) {
         if self.channels.capacity() > 4 * self.channels.len() + 64 {
-            self.channels.shrink_to_fit();
+            self.channels.shrink_to_fit(hash_of);
         }
     }
 
     pub fn remove(&mut self, id: ChannelId, position: u32) -> Removed {
-        let Some(local) = self.channels.get_mut(&id) else {
+        let Some(local) = self.get_mut(id) else {
             return Removed {
                 moved: None,
                 emptied: None,
@@ -92,7 +113,10 @@ impl Topics {
             .get(position)
             .map(|&key| (key, position as u32));
         let emptied = if local.subscribers.as_slice().is_empty() {
-            self.channels.remove(&id).map(|gone| gone.channel)
+            self.channels
+                .find_entry(hash(id), |l| l.channel.id == id)
+                .ok()
+                .map(|held| held.remove().0.channel)
         } else {
             None
         };
@@ -199,6 +223,49 @@ mod tests {
         subs.swap_remove(0);
         assert!(subs.as_slice().is_empty());
         assert_eq!((&subs).into_iter().count(), 0);
+    }
+
+    #[test]
+    fn the_table_finds_each_channel_by_the_id_inside_it() {
+        use crate::pubsub::hub::{HistoryLimits, Hub, Position};
+        let limits = HistoryLimits {
+            size: 0,
+            ttl_s: 0,
+            keep_idle_s: 0,
+        };
+        let hub = Hub::new(Vec::new(), limits);
+        let mut topics = Topics::default();
+        let channels: Vec<_> = (0..3000)
+            .map(|i| {
+                let name = format!("t{i}");
+                hub.attach(&name, 0, Position::default()).unwrap().channel
+            })
+            .collect();
+        for (i, channel) in channels.iter().enumerate() {
+            topics.insert(Arc::clone(channel), i as u64);
+            assert_eq!(topics.add_subscriber(channel.id, i as u32), 0);
+        }
+        for (i, channel) in channels.iter().enumerate().step_by(2) {
+            let removed = topics.remove(channel.id, 0);
+            assert!(
+                removed.emptied.is_some_and(|c| Arc::ptr_eq(&c, channel)),
+                "{i}"
+            );
+        }
+        topics.shrink();
+        for (i, channel) in channels.iter().enumerate() {
+            let held = topics.of(channel).map(|l| l.last_seq);
+            assert_eq!(held, (i % 2 == 1).then_some(i as u64), "{i}");
+        }
+        // Re-inserting an id replaces its entry, as a map would.
+        topics.insert(Arc::clone(&channels[1]), 99);
+        assert_eq!(topics.get(channels[1].id).map(|l| l.last_seq), Some(99));
+        assert!(topics
+            .get(channels[1].id)
+            .unwrap()
+            .subscribers
+            .as_slice()
+            .is_empty());
     }
 
     #[test]

@@ -139,7 +139,7 @@ impl Worker {
         });
         if let Some((channel, last_seq)) = held {
             let catch_up = self.hub.catch_up(&channel, position, last_seq);
-            if !self.conns[key].subscriptions.contains(channel.id) {
+            if !self.is_subscribed(key, channel.id) {
                 self.add_subscriber(key, &channel)?;
             }
             return Ok(Joined {
@@ -149,7 +149,7 @@ impl Worker {
             });
         }
         // Checked before the hub creates anything.
-        if self.conns[key].subscriptions.len() >= self.settings.max_subscriptions {
+        if self.subscription_count(key) >= self.settings.max_subscriptions {
             return Err("too many subscriptions");
         }
         let joined = match self.hub.attach(name, self.id, position) {
@@ -171,14 +171,17 @@ impl Worker {
     }
 
     fn add_subscriber(&mut self, key: usize, channel: &Arc<Channel>) -> Result<(), &'static str> {
-        if self.conns[key].subscriptions.len() >= self.settings.max_subscriptions {
+        if self.subscription_count(key) >= self.settings.max_subscriptions {
             return Err("too many subscriptions");
         }
         let position = self.topics.add_subscriber(channel.id, key as u32);
-        self.conns[key].subscriptions.add(Subscription {
-            channel: channel.id,
-            position,
-        });
+        self.add_subscription(
+            key,
+            Subscription {
+                channel: channel.id,
+                position,
+            },
+        );
         if channel.keeps_presence {
             self.presence_joined(key, channel);
         }
@@ -186,9 +189,8 @@ impl Worker {
     }
 
     fn unsubscribe(&mut self, key: usize, name: &str) {
-        let found = self.conns[key]
-            .subscriptions
-            .as_slice()
+        let found = self
+            .subscriptions(key)
             .iter()
             .find(|s| {
                 self.topics
@@ -197,7 +199,7 @@ impl Worker {
             })
             .map(|s| s.channel);
         if let Some(channel) = found {
-            if let Some(removed) = self.conns[key].subscriptions.remove(channel) {
+            if let Some(removed) = self.remove_subscription(key, channel) {
                 self.drop_subscriber(key, removed);
             }
         }
@@ -205,13 +207,10 @@ impl Worker {
 
     /// Removes every subscription of `key` (on close, or once a poll is answered).
     pub(super) fn unsubscribe_all(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let all = std::mem::take(&mut conn.subscriptions);
-        if all.is_empty() {
+        if self.conns.get(key).is_none() {
             return;
         }
+        let all = self.take_subscriptions(key);
         for &subscription in all.as_slice() {
             self.drop_subscriber(key, subscription);
         }
@@ -232,9 +231,8 @@ impl Worker {
             .topics
             .remove(subscription.channel, subscription.position);
         if let Some((moved, position)) = removed.moved {
-            if let Some(conn) = self.conns.get_mut(moved as usize) {
-                conn.subscriptions
-                    .set_position(subscription.channel, position);
+            if self.conns.get(moved as usize).is_some() {
+                self.set_subscription_position(moved as usize, subscription.channel, position);
             }
         }
         if let Some(channel) = removed.emptied {

@@ -394,7 +394,7 @@ mod tests {
         // turns the descriptor's 4 bytes into 8 with padding the slot cannot reuse.
         let mio_debug = if cfg!(debug_assertions) { 16 } else { 0 };
         let size = std::mem::size_of::<Connection>();
-        assert!(size <= 40 + mio_debug, "{size} bytes");
+        assert!(size <= 32 + mio_debug, "{size} bytes");
         // The slab's vacancy lives in the slot's niche: no tag beside it.
         let entry = std::mem::size_of::<super::super::paged::Entry<Connection>>();
         assert_eq!(entry, size, "a slab entry is the connection, {entry} bytes");

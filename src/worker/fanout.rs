@@ -14,7 +14,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use mio::Token;
 
-use super::connection::{Connection, Flags, Phase, Transport};
+use super::connection::{Flags, Phase, Transport};
+use super::subscriptions::{self, Subscription};
 use super::Worker;
 use crate::proto::deflate::Deflater;
 use crate::proto::{poll, sse, ws};
@@ -75,7 +76,8 @@ impl Worker {
             if !conn.takes_pushes() {
                 continue;
             }
-            let single = conn.subscriptions.len() == 1;
+            let subscribed = subscriptions::of(conn, &self.sides);
+            let single = subscribed.len() == 1;
             let bytes = match (conn.transport, conn.phase) {
                 (Transport::WebSocket, Phase::Open) if conn.flags.has(Flags::DEFLATE_SENDS) => {
                     let (bytes, compressed) = wire.deflated(&mut self.deflater);
@@ -84,13 +86,13 @@ impl Worker {
                 }
                 (Transport::WebSocket, Phase::Open) => wire.websocket(),
                 (Transport::Sse, Phase::Open) if single => wire.sse(),
-                (Transport::Sse, Phase::Open) => wire.sse_for(conn, &self.topics),
+                (Transport::Sse, Phase::Open) => wire.sse_for(subscribed, &self.topics),
                 (Transport::Poll, Phase::Held) => {
                     let keep_alive = conn.flags.has(Flags::KEEP_ALIVE);
                     let answer = if single {
                         wire.poll(keep_alive)
                     } else {
-                        wire.poll_for(conn, &self.topics, keep_alive)
+                        wire.poll_for(subscribed, &self.topics, keep_alive)
                     };
                     // Answered after fan-out, when it may leave its channels.
                     self.conns[key].phase = Phase::Request;
@@ -223,15 +225,15 @@ impl Encodings<'_> {
             .clone()
     }
 
-    /// Where `conn` stands in each of its channels once `seq` of this one is sent.
+    /// Where a subscriber of `subscribed` stands in each of its channels once `seq`
+    /// of this one is sent.
     fn positions<'t>(
         &self,
-        conn: &Connection,
+        subscribed: &[Subscription],
         topics: &'t Topics,
         seq: u64,
     ) -> Vec<(u64, Option<&'t Channel>)> {
-        conn.subscriptions
-            .as_slice()
+        subscribed
             .iter()
             .map(|s| {
                 let local = topics.get(s.channel);
@@ -245,11 +247,11 @@ impl Encodings<'_> {
             .collect()
     }
 
-    fn sse_for(&self, conn: &Connection, topics: &Topics) -> Bytes {
+    fn sse_for(&self, subscribed: &[Subscription], topics: &Topics) -> Bytes {
         let mut out = Vec::new();
         for p in self.fresh {
             let id = sse::id(
-                self.positions(conn, topics, p.seq)
+                self.positions(subscribed, topics, p.seq)
                     .iter()
                     .map(|(at, _)| *at),
             );
@@ -258,9 +260,9 @@ impl Encodings<'_> {
         Bytes::from(out)
     }
 
-    fn poll_for(&self, conn: &Connection, topics: &Topics, keep_alive: bool) -> Bytes {
+    fn poll_for(&self, subscribed: &[Subscription], topics: &Topics, keep_alive: bool) -> Bytes {
         let last = self.fresh[self.fresh.len() - 1].seq;
-        let positions = self.positions(conn, topics, last);
+        let positions = self.positions(subscribed, topics, last);
         let standings: Vec<poll::Standing<'_>> = positions
             .iter()
             .filter_map(|(at, channel)| {

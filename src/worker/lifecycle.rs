@@ -48,7 +48,7 @@ impl Worker {
         }
         self.conns.insert(conn);
         if peer.is_some() {
-            self.side_mut(key).limits_mut().peer = peer;
+            self.side_mut(key).rare_mut().peer = peer;
         }
     }
 
@@ -287,7 +287,7 @@ impl Worker {
                 .checked_sub(1)
                 .map(|i| &mut self.sides[i as usize])
             {
-                let rate = side.limits.as_ref().and_then(|l| l.rate);
+                let rate = side.rare.as_ref().and_then(|r| r.rate);
                 if rate.is_some_and(|r| r.is_idle(now, s.max_commands_per_second)) {
                     side.clear_rate();
                     due.push((key, Due::TrimSide));

@@ -49,7 +49,7 @@ pub struct Worker {
     shared: Arc<Shared>,
     stats: Arc<WorkerStats>,
     settings: Config,
-    /// Fixed pages, a vacant entry in the slot's own niche: 40 B per connection.
+    /// Fixed pages, a vacant entry in the slot's own niche: 32 B per connection.
     conns: paged::PagedSlab<Connection>,
     /// What only some connections need; see `side.rs`.
     sides: paged::PagedSlab<side::Side>,

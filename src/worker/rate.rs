@@ -58,7 +58,7 @@ impl Worker {
         }
         let now = self.now;
         let side = self.side_mut(key);
-        side.limits_mut()
+        side.rare_mut()
             .rate
             .get_or_insert_with(|| CommandRate::full(now, per_second))
             .take(now, per_second)

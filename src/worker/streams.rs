@@ -6,6 +6,7 @@ use bytes::Bytes;
 use super::commands::Joined;
 use super::connection::{Flags, Phase, Transport};
 use super::stall::SYNCING;
+use super::subscriptions;
 use super::Worker;
 use crate::proto::query::Wanted;
 use crate::proto::{command, poll, sse};
@@ -184,9 +185,7 @@ impl Worker {
         let Some(conn) = self.conns.get(key) else {
             return;
         };
-        let standings: Vec<poll::Standing<'_>> = conn
-            .subscriptions
-            .as_slice()
+        let standings: Vec<poll::Standing<'_>> = subscriptions::of(conn, &self.sides)
             .iter()
             .filter_map(|s| self.topics.get(s.channel))
             .map(|local| poll::Standing {

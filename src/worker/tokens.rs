@@ -188,7 +188,7 @@ impl Worker {
         let Some(session) = self.session(key) else {
             return;
         };
-        for subscription in self.conns[key].subscriptions.as_slice() {
+        for subscription in self.subscriptions(key) {
             let Some(local) = self.topics.get(subscription.channel) else {
                 continue;
             };
