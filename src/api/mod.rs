@@ -20,7 +20,7 @@ use crate::broker::publisher::{Item, Publisher};
 use crate::proto::poll;
 use crate::stats::snapshot::Snapshot;
 use crate::stats::{prometheus, report, Shared};
-use crate::worker::inbox::{Inbox, Mail};
+use crate::worker::inbox::{self, Inbox, Mail};
 use request::{ApiParsed, ApiRequest, ApiRules, Persistence};
 use stream::{StatsFeed, MAX_STREAMS};
 
@@ -141,6 +141,9 @@ impl Api {
             };
             crate::reactor::wait(&mut self.poll, &mut events, Some(timeout))?;
             let now = Instant::now();
+            // This turn's publications reach each worker with one wake. Not with
+            // --broker: publishing then waits on Redis, and wakes must not wait.
+            let held = self.shared.broker.get().is_none().then(inbox::hold_wakes);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(now),
@@ -150,6 +153,7 @@ impl Api {
             for key in std::mem::take(&mut self.resume) {
                 self.serve_or_drop(key, now);
             }
+            drop(held);
             if now >= next_sweep {
                 self.sweep(now);
                 self.write_streams(now);

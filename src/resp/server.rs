@@ -18,6 +18,7 @@ use super::parse::{self, Limits, Parsed};
 use crate::api::publish::publish_one;
 use crate::broker::publisher::Publisher;
 use crate::stats::Shared;
+use crate::worker::inbox;
 
 const LISTENER: Token = Token(usize::MAX);
 const READ_CHUNK: usize = 16 * 1024;
@@ -112,6 +113,9 @@ impl RespServer {
             };
             crate::reactor::wait(&mut self.poll, &mut events, Some(timeout))?;
             let now = Instant::now();
+            // This turn's publications reach each worker with one wake. Not with
+            // --broker: publishing then waits on Redis, and wakes must not wait.
+            let held = self.shared.broker.get().is_none().then(inbox::hold_wakes);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(now),
@@ -121,6 +125,7 @@ impl RespServer {
             for key in std::mem::take(&mut self.resume) {
                 self.serve_or_drop(key, now);
             }
+            drop(held);
             if now >= next_sweep {
                 self.sweep(now);
                 next_sweep = now + TICK;
