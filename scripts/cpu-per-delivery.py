@@ -2,20 +2,23 @@
 """Server CPU per delivery under a halley-bench scenario, as an outside client sees it.
 
     scripts/cpu-per-delivery.py [--runs 2] [--env NAME=VALUE] [--server target/release/halley]
-        [--bench target/release/halley-bench] [--perf FILE] -- SCENARIO ARGS...
+        [--bench target/release/halley-bench] [--perf FILE] [--syscalls] [--server-arg ARG]
+        -- SCENARIO ARGS...
     e.g. scripts/cpu-per-delivery.py -- own-channels --connections 10000 --messages 500000
          scripts/cpu-per-delivery.py -- --connections 10000 fanout --messages 200 --publish-rate 0
 
-Starts its own server on 127.0.0.1 (ports 28280/28281, RESP on 28282), runs
-halley-bench with --url/--api/--resp/--json/--quiet/--procs 2 added (so
-`own-channels --via resp` works), passes --server-arg values to the server, and reads the server's utime + stime from
-/proc/PID/stat right before and after the bench (the subscribers' opening phase
-included: the figure is an upper bound), and per server thread its CPU (with
---syscalls, also its socket and epoll syscalls, counted by `perf stat`). Prints the bench's deliveries/s, latency
-p50/p99, lost and failed, and server CPU µs per delivery. --perf FILE records the
-server with `perf record -g` during the run. Stops what it started by PID.
+Starts its own server on 127.0.0.1 (ports 28280/28281, RESP on 28282; --server-arg
+adds arguments to `halley serve`), runs halley-bench with --url/--api/--resp/--json/
+--quiet/--procs 2 added (so `own-channels --via resp` works), and reads the server's
+utime + stime from /proc/PID/stat right before and after the bench (the
+subscribers' opening phase included: the figure is an upper bound), the same per
+server thread, and the bench's own CPU (its process tree, from getrusage). With
+--syscalls it also counts each server thread's socket, epoll and waker syscalls
+(`perf stat`). Prints the bench's deliveries/s, latency p50/p99, lost and failed,
+and the CPU µs per delivery. --perf FILE records the server with `perf record -g`
+during the run. Stops what it started by PID.
 """
-import argparse, json, os, subprocess, sys, time
+import argparse, json, os, resource, subprocess, sys, time
 
 def cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
@@ -95,11 +98,13 @@ def main():
                                             "-o", counts_file, "-p", str(server.pid)],
                                            stderr=subprocess.DEVNULL)
             before, tasks_before = cpu_ticks(server.pid), threads(server.pid)
+            bench_before = resource.getrusage(resource.RUSAGE_CHILDREN)
             out = subprocess.run([a.bench, "--url", f"ws://{client}", "--api", f"http://{api}",
                                   "--resp", resp,
                                   "--json", "--quiet", "--procs", "2", *args],
                                  stdout=subprocess.PIPE, text=True, timeout=300).stdout
             after, tasks_after = cpu_ticks(server.pid), threads(server.pid)
+            bench_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         finally:
             for tool in (perf, counter):
                 if tool:
@@ -112,10 +117,14 @@ def main():
         cpu_s = (after - before) / hz
         per = cpu_s * 1e6 / deliveries if deliveries else float("nan")
         lat = v.get("latency_ms", {})
+        # The bench and its children, reaped by now (the server is not yet).
+        bench_s = sum(getattr(bench_after, f) - getattr(bench_before, f)
+                      for f in ("ru_utime", "ru_stime"))
+        bench_per = bench_s * 1e6 / deliveries if deliveries else float("nan")
         print(f"run {run + 1}: {deliveries} deliveries, {v.get('deliveries_per_s')}/s, "
               f"latency p50 {lat.get('p50')} p99 {lat.get('p99')} ms, lost {v.get('lost')}, "
-              f"failed {v.get('failed', {}).get('total')}; server CPU {cpu_s:.2f} s = {per:.2f} µs/delivery",
-              flush=True)
+              f"failed {v.get('failed', {}).get('total')}; server CPU {cpu_s:.2f} s = {per:.2f} µs/delivery; "
+              f"bench CPU {bench_s:.2f} s = {bench_per:.2f} µs/delivery", flush=True)
         counts = syscall_counts(counts_file) if counter else {}
         for name, ticks in sorted(tasks_after.items()):
             cpu = ticks - tasks_before.get(name, 0)

@@ -147,11 +147,11 @@ impl Api {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(now),
-                    Token(key) => self.serve_or_drop(key, now),
+                    Token(key) => self.serve_or_drop(key, now, !event.is_read_closed()),
                 }
             }
             for key in std::mem::take(&mut self.resume) {
-                self.serve_or_drop(key, now);
+                self.serve_or_drop(key, now, false);
             }
             drop(held);
             if now >= next_sweep {
@@ -162,8 +162,11 @@ impl Api {
         }
     }
 
-    fn serve_or_drop(&mut self, key: usize, now: Instant) {
-        if self.conns.contains(key) && !self.serve(key, now) {
+    /// `short_reads_drain`: a read shorter than the chunk emptied the socket and a
+    /// new edge announces more, so the read that would say `WouldBlock` is skipped;
+    /// not when the event also said the peer closed (its EOF must be read).
+    fn serve_or_drop(&mut self, key: usize, now: Instant, short_reads_drain: bool) {
+        if self.conns.contains(key) && !self.serve(key, now, short_reads_drain) {
             self.remove(key);
         }
     }
@@ -243,13 +246,14 @@ impl Api {
     /// It never stops reading with bytes unread and nothing to resume it: a
     /// writable edge follows a partial write, and `resume` follows a spent turn.
     /// Returns false to drop the connection.
-    fn serve(&mut self, key: usize, now: Instant) -> bool {
+    fn serve(&mut self, key: usize, now: Instant, short_reads_drain: bool) -> bool {
         let rules = ApiRules {
             max_body: self.max_body,
             api_key: self.api_key.map(str::as_bytes),
         };
         let conn = &mut self.conns[key];
         let mut chunk = [0u8; READ_CHUNK];
+        let mut drained = false;
         for _ in 0..READS_PER_TURN {
             answer_complete(
                 conn,
@@ -276,9 +280,13 @@ impl Api {
                 // Nothing more will come: close once the answers are out.
                 return !conn.output.is_empty();
             }
+            if drained {
+                return true;
+            }
             match conn.stream.read(&mut chunk) {
                 Ok(0) => conn.peer_closed = true,
                 Ok(n) => {
+                    drained = short_reads_drain && n < READ_CHUNK;
                     conn.last_active = now;
                     if conn.phase == Phase::Open {
                         if conn.input.is_empty() {
@@ -410,12 +418,13 @@ fn answer_complete(
                     request => {
                         let content_type = request.content_type();
                         let (status, body) = answer(shared, inboxes, publisher, request);
-                        conn.output.extend_from_slice(&request::response_as(
+                        request::write_response(
+                            &mut conn.output,
                             status,
                             content_type,
                             &body,
                             keep_alive,
-                        ));
+                        );
                     }
                 }
                 if !keep_alive.keeps() {

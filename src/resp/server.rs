@@ -119,11 +119,11 @@ impl RespServer {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(now),
-                    Token(key) => self.serve_or_drop(key, now),
+                    Token(key) => self.serve_or_drop(key, now, !event.is_read_closed()),
                 }
             }
             for key in std::mem::take(&mut self.resume) {
-                self.serve_or_drop(key, now);
+                self.serve_or_drop(key, now, false);
             }
             drop(held);
             if now >= next_sweep {
@@ -173,8 +173,11 @@ impl RespServer {
         }
     }
 
-    fn serve_or_drop(&mut self, key: usize, now: Instant) {
-        if self.conns.contains(key) && !self.serve(key, now) {
+    /// `short_reads_drain`: a read shorter than the chunk emptied the socket and a
+    /// new edge announces more, so the read that would say `WouldBlock` is skipped;
+    /// not when the event also said the peer closed (its EOF must be read).
+    fn serve_or_drop(&mut self, key: usize, now: Instant, short_reads_drain: bool) {
+        if self.conns.contains(key) && !self.serve(key, now, short_reads_drain) {
             self.remove(key);
         }
     }
@@ -187,7 +190,7 @@ impl RespServer {
     /// Answers what is complete, writes, reads, until the socket has nothing more to
     /// give, the client stops taking replies, or the turn's reads are used up (then
     /// `resume` brings it back). Returns false to drop the connection.
-    fn serve(&mut self, key: usize, now: Instant) -> bool {
+    fn serve(&mut self, key: usize, now: Instant, short_reads_drain: bool) -> bool {
         let ctx = Context {
             shared: &self.shared,
             rules: Rules {
@@ -203,6 +206,7 @@ impl RespServer {
         };
         let conn = &mut self.conns[key];
         let mut chunk = [0u8; READ_CHUNK];
+        let mut drained = false;
         for _ in 0..READS_PER_TURN {
             answer_complete(conn, &ctx, &mut self.publisher, now);
             if !flush(conn, now) {
@@ -220,9 +224,13 @@ impl RespServer {
             if conn.peer_closed {
                 return !conn.output.is_empty();
             }
+            if drained {
+                return true;
+            }
             match conn.stream.read(&mut chunk) {
                 Ok(0) => conn.peer_closed = true,
                 Ok(n) => {
+                    drained = short_reads_drain && n < READ_CHUNK;
                     conn.last_active = now;
                     if conn.phase == Phase::Open {
                         if conn.input.is_empty() {

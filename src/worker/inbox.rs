@@ -126,3 +126,44 @@ impl Outlet for Inbox {
         self.push(Mail::Published { key, answer });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::{Events, Poll, Token};
+    use std::time::Duration;
+
+    fn woken(poll: &mut Poll, events: &mut Events) -> usize {
+        poll.poll(events, Some(Duration::ZERO)).expect("poll");
+        events.iter().count()
+    }
+
+    #[test]
+    fn held_wakes_wake_each_worker_once_when_the_turn_ends() {
+        let mut poll = Poll::new().expect("poll");
+        let waker = Waker::new(poll.registry(), Token(7)).expect("waker");
+        let inbox = Inbox::new(waker);
+        let mut events = Events::with_capacity(8);
+        let mut mail = Vec::new();
+        {
+            let _held = hold_wakes();
+            inbox.push(Mail::DropConnections);
+            inbox.drain_into(&mut mail); // the worker emptied it: the next push owes a wake
+            assert_eq!(mail.len(), 1);
+            mail.clear();
+            inbox.push(Mail::DropConnections);
+            assert_eq!(woken(&mut poll, &mut events), 0, "no wake while held");
+        }
+        assert_eq!(
+            woken(&mut poll, &mut events),
+            1,
+            "one wake when the turn ends"
+        );
+        // Not held: a push to an empty inbox wakes at once.
+        inbox.drain_into(&mut mail);
+        assert_eq!(mail.len(), 1);
+        mail.clear();
+        inbox.push(Mail::DropConnections);
+        assert_eq!(woken(&mut poll, &mut events), 1);
+    }
+}

@@ -126,7 +126,7 @@ mod tests {
         http_request("h:1", "", &one, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(text.ends_with("\r\n\r\n{\"channel\":\"c-1\",\"data\":{\"i\":1}}"));
-        assert!(text.contains("Content-Length: 31\r\n"));
+        assert!(text.contains("Content-Length: 32\r\n"));
         let two = [
             Message {
                 channel: "a",
