@@ -423,6 +423,61 @@ fn own_channels_gives_each_subscriber_exactly_its_channels_messages() {
 }
 
 #[test]
+fn own_channels_publishes_over_resp_and_in_batches_too() {
+    let s = start(&["--resp-listen", "127.0.0.1:0"]);
+    let resp = s.resp_addr.expect("resp= on the start-up line").to_string();
+    let ways: [&[&str]; 2] = [&["--via", "resp", "--resp", &resp], &["--batch", "7"]];
+    for way in ways {
+        let mut args = vec![
+            "own-channels",
+            "--connections",
+            "40",
+            "--messages",
+            "200",
+            "--channel-prefix",
+        ];
+        let prefix = format!("way{}", way.len());
+        args.push(&prefix);
+        args.extend_from_slice(way);
+        let (code, v) = bench(&s.url(), &s.api_url(), &args);
+        assert_eq!(n(&v, &["published"]), 200, "{way:?}: {v}");
+        assert_eq!(n(&v, &["deliveries"]), 200, "{way:?}: {v}");
+        assert_eq!(
+            n(&v, &["lost"]) + n(&v, &["duplicated"]) + n(&v, &["out_of_order"]),
+            0,
+            "{way:?}: {v}"
+        );
+        assert_eq!(code, 0, "{way:?}: {v}");
+    }
+    // Without --resp the run does not start (and would be short if it did).
+    let small = ["own-channels", "--connections", "1", "--messages", "1"];
+    let (code, stderr) = bench_status(&s, &[&small[..], &["--via", "resp"]].concat());
+    assert!(stderr.contains("--resp"), "{stderr}");
+    assert_eq!(code, 2, "{stderr}");
+}
+
+/// Runs halley-bench and returns only its exit status (for runs refused at set-up,
+/// which print no verdict).
+fn bench_status(s: &common::Server, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_halley-bench"))
+        .args(args)
+        .args([
+            "--url",
+            &s.url(),
+            "--api",
+            &s.api_url(),
+            "--json",
+            "--quiet",
+        ])
+        .output()
+        .expect("run halley-bench");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
 fn hold_no_subscribe_holds_websockets_on_no_channel() {
     let s = start(&[]);
     let (url, api) = (s.url(), s.api_url());

@@ -2,17 +2,17 @@
 //! on their own listener, pipelined requests answered in order with bounded buffers.
 //! Publishing is a call into the hub; the workers do the writing.
 
+pub mod keepalive;
 pub mod publish;
 pub mod request;
 pub mod stream;
 
-use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
@@ -20,19 +20,12 @@ use crate::broker::publisher::{Item, Publisher};
 use crate::proto::poll;
 use crate::stats::snapshot::Snapshot;
 use crate::stats::{prometheus, report, Shared};
-use crate::worker::inbox::{Inbox, Mail};
+use crate::worker::inbox::{self, Inbox, Mail};
+use keepalive::{Link, Phase, Served, OUTPUT_HIGH};
 use request::{ApiParsed, ApiRequest, ApiRules, Persistence};
 use stream::{StatsFeed, MAX_STREAMS};
 
 const LISTENER: Token = Token(usize::MAX);
-/// One read. Backends are few, so each API connection may own buffers.
-const READ_CHUNK: usize = 16 * 1024;
-/// Answers queued for a client that does not read them: past this the connection
-/// is neither read nor parsed until the socket takes them (its writable event).
-const OUTPUT_HIGH: usize = 256 * 1024;
-/// Reads one connection gets per turn before the others are served; it is resumed
-/// after them, as its socket may hold bytes no new edge will announce.
-const READS_PER_TURN: usize = 64;
 const TICK: Duration = Duration::from_secs(1);
 
 /// How long the API waits on its clients.
@@ -45,36 +38,12 @@ pub struct ApiTimeouts {
     pub idle: Option<Duration>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Open,
-    /// The last answer is queued; shut down writing once it is out.
-    Closing,
-    /// Writing is shut down; what the client still sends is read and dropped, so the
-    /// answer is not lost to a reset (the 413 of an unread body).
-    Draining,
-    /// `GET /api/stats/stream`: held until the client goes, written once a second;
-    /// what the client sends is read and dropped.
-    Streaming,
-}
+/// An API connection: whether the `100 Continue` of the request now arriving was
+/// sent beside the shared keep-alive state.
+type ApiConnection = Link<ContinueSent>;
 
-#[derive(Debug)]
-struct ApiConnection {
-    stream: TcpStream,
-    input: Vec<u8>,
-    /// The parser needs `input` to hold this many bytes before it can say more.
-    wants: usize,
-    output: Vec<u8>,
-    continue_sent: bool,
-    phase: Phase,
-    /// The client shut down its side: answer what is complete, then close.
-    peer_closed: bool,
-    /// When the server began waiting for the request in `input` (its first byte, or
-    /// the end of the answers before it), or when draining began.
-    request_began: Instant,
-    /// The last byte read or written.
-    last_active: Instant,
-}
+#[derive(Debug, Default)]
+struct ContinueSent(bool);
 
 #[derive(Debug)]
 pub struct Api {
@@ -141,15 +110,19 @@ impl Api {
             };
             crate::reactor::wait(&mut self.poll, &mut events, Some(timeout))?;
             let now = Instant::now();
+            // This turn's publications reach each worker with one wake. Not with
+            // --broker: publishing then waits on Redis, and wakes must not wait.
+            let held = self.shared.broker.get().is_none().then(inbox::hold_wakes);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(now),
-                    Token(key) => self.serve_or_drop(key, now),
+                    Token(key) => self.serve_or_drop(key, now, !event.is_read_closed()),
                 }
             }
             for key in std::mem::take(&mut self.resume) {
-                self.serve_or_drop(key, now);
+                self.serve_or_drop(key, now, false);
             }
+            drop(held);
             if now >= next_sweep {
                 self.sweep(now);
                 self.write_streams(now);
@@ -158,8 +131,9 @@ impl Api {
         }
     }
 
-    fn serve_or_drop(&mut self, key: usize, now: Instant) {
-        if self.conns.contains(key) && !self.serve(key, now) {
+    /// `short_reads_drain`: see [`Link::serve`].
+    fn serve_or_drop(&mut self, key: usize, now: Instant, short_reads_drain: bool) {
+        if self.conns.contains(key) && !self.serve(key, now, short_reads_drain) {
             self.remove(key);
         }
     }
@@ -190,7 +164,7 @@ impl Api {
                 continue;
             }
             conn.output.extend_from_slice(&event);
-            if !flush(conn, now) {
+            if !conn.flush(now) {
                 gone.push(key);
             }
         }
@@ -212,17 +186,7 @@ impl Api {
                         .register(&mut stream, token, interest)
                         .is_ok()
                     {
-                        entry.insert(ApiConnection {
-                            stream,
-                            input: Vec::new(),
-                            wants: 1,
-                            output: Vec::new(),
-                            continue_sent: false,
-                            phase: Phase::Open,
-                            peer_closed: false,
-                            request_began: now,
-                            last_active: now,
-                        });
+                        entry.insert(Link::new(stream, ContinueSent(false), now));
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -234,62 +198,22 @@ impl Api {
         }
     }
 
-    /// Answers what is complete, writes, reads, until the socket has nothing more
-    /// to give, the client stops taking answers, or the turn's reads are used up.
-    /// It never stops reading with bytes unread and nothing to resume it: a
-    /// writable edge follows a partial write, and `resume` follows a spent turn.
-    /// Returns false to drop the connection.
-    fn serve(&mut self, key: usize, now: Instant) -> bool {
+    /// Serves the connection until its socket has nothing more to give (see
+    /// [`Link::serve`]). Returns false to drop the connection.
+    fn serve(&mut self, key: usize, now: Instant, short_reads_drain: bool) -> bool {
         let rules = ApiRules {
             max_body: self.max_body,
             api_key: self.api_key.map(str::as_bytes),
         };
-        let conn = &mut self.conns[key];
-        let mut chunk = [0u8; READ_CHUNK];
-        for _ in 0..READS_PER_TURN {
-            answer_complete(
-                conn,
-                rules,
-                &self.shared,
-                &self.inboxes,
-                &mut self.streams,
-                &mut self.publisher,
-                now,
-            );
-            if !flush(conn, now) {
-                return false;
-            }
-            if conn.output.len() >= OUTPUT_HIGH {
-                return true; // the socket is full: its writable edge brings us back
-            }
-            if conn.phase == Phase::Closing && conn.output.is_empty() {
-                start_draining(conn, now);
-            }
-            if conn.phase == Phase::Open && conn.input.len() >= conn.wants {
-                continue; // answers stopped at the bound, which the flush has freed
-            }
-            if conn.peer_closed {
-                // Nothing more will come: close once the answers are out.
-                return !conn.output.is_empty();
-            }
-            match conn.stream.read(&mut chunk) {
-                Ok(0) => conn.peer_closed = true,
-                Ok(n) => {
-                    conn.last_active = now;
-                    if conn.phase == Phase::Open {
-                        if conn.input.is_empty() {
-                            conn.request_began = now;
-                        }
-                        conn.input.extend_from_slice(&chunk[..n]);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return false,
-            }
+        let (shared, inboxes) = (&self.shared, &self.inboxes);
+        let (streams, publisher) = (&mut self.streams, &mut self.publisher);
+        let served = self.conns[key].serve(now, short_reads_drain, |conn| {
+            answer_complete(conn, rules, shared, inboxes, streams, publisher, now)
+        });
+        if served == Served::Resume {
+            self.resume.push(key);
         }
-        self.resume.push(key);
-        true
+        served != Served::Drop
     }
 
     /// Once a second: 408 for a request that is taking too long, and the end of
@@ -318,10 +242,10 @@ impl Api {
                 ));
                 conn.input.clear();
                 conn.phase = Phase::Closing;
-                if !flush(conn, now) {
+                if !conn.flush(now) {
                     expired.push(key);
                 } else if conn.output.is_empty() {
-                    start_draining(conn, now);
+                    conn.start_draining(now);
                 }
             } else if conn.phase != Phase::Streaming
                 && conn.input.is_empty()
@@ -335,14 +259,6 @@ impl Api {
             self.remove(key);
         }
     }
-}
-
-/// Shuts down writing once the closing answer is out; what the client still sends
-/// is read and dropped, for at most the request timeout from now.
-fn start_draining(conn: &mut ApiConnection, now: Instant) {
-    let _ = conn.stream.shutdown(Shutdown::Write);
-    conn.phase = Phase::Draining;
-    conn.request_began = now;
 }
 
 /// Parses and answers every complete request in the input while answers fit. The
@@ -368,9 +284,9 @@ fn answer_complete(
                 wants,
             } => {
                 conn.wants = wants.max(1);
-                if expects_continue && !conn.continue_sent {
+                if expects_continue && !conn.state.0 {
                     conn.output.extend_from_slice(request::CONTINUE);
-                    conn.continue_sent = true;
+                    conn.state.0 = true;
                 }
             }
             ApiParsed::Done {
@@ -381,7 +297,7 @@ fn answer_complete(
                 pos += consumed.max(1).min(conn.input.len() - pos);
                 conn.request_began = now; // the next request, maybe partly here, begins
                 conn.wants = 1;
-                conn.continue_sent = false;
+                conn.state.0 = false;
                 match request {
                     ApiRequest::Dashboard => {
                         conn.output
@@ -406,12 +322,13 @@ fn answer_complete(
                     request => {
                         let content_type = request.content_type();
                         let (status, body) = answer(shared, inboxes, publisher, request);
-                        conn.output.extend_from_slice(&request::response_as(
+                        request::write_response(
+                            &mut conn.output,
                             status,
                             content_type,
                             &body,
                             keep_alive,
-                        ));
+                        );
                     }
                 }
                 if !keep_alive.keeps() {
@@ -524,26 +441,6 @@ fn answer(
             (status, refusal_body(&reason))
         }
     }
-}
-
-/// Writes what the socket takes; the rest waits for the next writable event.
-fn flush(conn: &mut ApiConnection, now: Instant) -> bool {
-    while !conn.output.is_empty() {
-        match conn.stream.write(&conn.output) {
-            Ok(n) => {
-                conn.output.drain(..n);
-                conn.last_active = now;
-                if conn.output.is_empty() {
-                    // The server waits on the client again from now on.
-                    conn.request_began = now;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return false,
-        }
-    }
-    true
 }
 
 /// `GET /api/history`: the long-poll answer's JSON. A channel that does not exist

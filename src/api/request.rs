@@ -395,6 +395,21 @@ pub fn response_as(
     body: &str,
     keep_alive: Persistence,
 ) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 96);
+    write_response(&mut out, status, content_type, body, keep_alive);
+    out
+}
+
+/// Appends the answer to `out` (a connection's pending output), which saves a
+/// buffer per answer on the publish path.
+pub fn write_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: &str,
+    body: &str,
+    keep_alive: Persistence,
+) {
+    use std::io::Write;
     let connection = match keep_alive {
         Persistence::KeepAlive => "",
         Persistence::KeepAlive10 => "Connection: keep-alive\r\n",
@@ -405,12 +420,13 @@ pub fn response_as(
     } else {
         ""
     };
-    format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{connection}{challenge}\r\n{body}",
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{connection}{challenge}\r\n",
         crate::proto::http::status_text(status),
         body.len()
-    )
-    .into_bytes()
+    );
+    out.extend_from_slice(body.as_bytes());
 }
 
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";

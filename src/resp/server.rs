@@ -2,30 +2,25 @@
 //! commands answered in order with bounded buffers, as the HTTP API does. Publishers
 //! are few, so each connection may own its buffers.
 
-use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::io::{self, Write};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::command::{self, Action, Rules, Session};
 use super::encode;
 use super::parse::{self, Limits, Parsed};
+use crate::api::keepalive::{Link, Phase, Served, OUTPUT_HIGH, READ_CHUNK};
 use crate::api::publish::publish_one;
 use crate::broker::publisher::Publisher;
 use crate::stats::Shared;
+use crate::worker::inbox;
 
 const LISTENER: Token = Token(usize::MAX);
-const READ_CHUNK: usize = 16 * 1024;
-/// Replies queued for a client that does not read them: past this the connection
-/// is neither read nor parsed until the socket takes them (as the API does).
-const OUTPUT_HIGH: usize = 256 * 1024;
-/// Reads one connection gets per turn before the others are served.
-const READS_PER_TURN: usize = 64;
 /// Room beside the message for the command's name, the channel and the framing.
 const COMMAND_SLACK: usize = 4096;
 const MAX_ARGS: usize = 1024;
@@ -33,30 +28,8 @@ const MAX_ARGS: usize = 1024;
 pub const MAX_CONNECTIONS: usize = 1024;
 const TICK: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Open,
-    /// The last reply (QUIT's, or a protocol error) is queued; close once it is out.
-    Closing,
-    /// Writing is shut down; what the client still sends is read and dropped, so
-    /// the last reply is not lost to a reset.
-    Draining,
-}
-
-#[derive(Debug)]
-struct RespConnection {
-    stream: TcpStream,
-    session: Session,
-    input: Vec<u8>,
-    /// The parser needs `input` to hold this many bytes before it can say more.
-    wants: usize,
-    output: Vec<u8>,
-    phase: Phase,
-    peer_closed: bool,
-    /// When the command now in `input` began arriving, or when draining began.
-    request_began: Instant,
-    last_active: Instant,
-}
+/// A RESP connection: the shared keep-alive state and the client's session.
+type RespConnection = Link<Session>;
 
 #[derive(Debug)]
 pub struct RespServer {
@@ -112,15 +85,19 @@ impl RespServer {
             };
             crate::reactor::wait(&mut self.poll, &mut events, Some(timeout))?;
             let now = Instant::now();
+            // This turn's publications reach each worker with one wake. Not with
+            // --broker: publishing then waits on Redis, and wakes must not wait.
+            let held = self.shared.broker.get().is_none().then(inbox::hold_wakes);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(now),
-                    Token(key) => self.serve_or_drop(key, now),
+                    Token(key) => self.serve_or_drop(key, now, !event.is_read_closed()),
                 }
             }
             for key in std::mem::take(&mut self.resume) {
-                self.serve_or_drop(key, now);
+                self.serve_or_drop(key, now, false);
             }
+            drop(held);
             if now >= next_sweep {
                 self.sweep(now);
                 next_sweep = now + TICK;
@@ -144,17 +121,7 @@ impl RespServer {
                         .register(&mut stream, token, interest)
                         .is_ok()
                     {
-                        entry.insert(RespConnection {
-                            stream,
-                            session: Session::new(self.next_id),
-                            input: Vec::new(),
-                            wants: 1,
-                            output: Vec::new(),
-                            phase: Phase::Open,
-                            peer_closed: false,
-                            request_began: now,
-                            last_active: now,
-                        });
+                        entry.insert(Link::new(stream, Session::new(self.next_id), now));
                         self.next_id += 1;
                         self.shared.resp_connections.fetch_add(1, Ordering::Relaxed);
                     }
@@ -168,8 +135,9 @@ impl RespServer {
         }
     }
 
-    fn serve_or_drop(&mut self, key: usize, now: Instant) {
-        if self.conns.contains(key) && !self.serve(key, now) {
+    /// `short_reads_drain`: see [`Link::serve`].
+    fn serve_or_drop(&mut self, key: usize, now: Instant, short_reads_drain: bool) {
+        if self.conns.contains(key) && !self.serve(key, now, short_reads_drain) {
             self.remove(key);
         }
     }
@@ -179,10 +147,9 @@ impl RespServer {
         self.shared.resp_connections.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Answers what is complete, writes, reads, until the socket has nothing more to
-    /// give, the client stops taking replies, or the turn's reads are used up (then
-    /// `resume` brings it back). Returns false to drop the connection.
-    fn serve(&mut self, key: usize, now: Instant) -> bool {
+    /// Serves the connection until its socket has nothing more to give (see
+    /// [`Link::serve`]). Returns false to drop the connection.
+    fn serve(&mut self, key: usize, now: Instant, short_reads_drain: bool) -> bool {
         let ctx = Context {
             shared: &self.shared,
             rules: Rules {
@@ -196,43 +163,14 @@ impl RespServer {
                 max_command: self.max_message + COMMAND_SLACK,
             },
         };
-        let conn = &mut self.conns[key];
-        let mut chunk = [0u8; READ_CHUNK];
-        for _ in 0..READS_PER_TURN {
-            answer_complete(conn, &ctx, &mut self.publisher, now);
-            if !flush(conn, now) {
-                return false;
-            }
-            if conn.output.len() >= OUTPUT_HIGH {
-                return true; // the socket is full: its writable edge brings us back
-            }
-            if conn.phase == Phase::Closing && conn.output.is_empty() {
-                start_draining(conn, now);
-            }
-            if conn.phase == Phase::Open && conn.input.len() >= conn.wants {
-                continue; // replies stopped at the bound, which the flush has freed
-            }
-            if conn.peer_closed {
-                return !conn.output.is_empty();
-            }
-            match conn.stream.read(&mut chunk) {
-                Ok(0) => conn.peer_closed = true,
-                Ok(n) => {
-                    conn.last_active = now;
-                    if conn.phase == Phase::Open {
-                        if conn.input.is_empty() {
-                            conn.request_began = now;
-                        }
-                        conn.input.extend_from_slice(&chunk[..n]);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return false,
-            }
+        let publisher = &mut self.publisher;
+        let served = self.conns[key].serve(now, short_reads_drain, |conn| {
+            answer_complete(conn, &ctx, publisher, now)
+        });
+        if served == Served::Resume {
+            self.resume.push(key);
         }
-        self.resume.push(key);
-        true
+        served != Served::Drop
     }
 
     /// Once a second: a command that is taking too long is refused, and replies
@@ -259,10 +197,10 @@ impl RespServer {
                 self.shared.resp_errors.fetch_add(1, Ordering::Relaxed);
                 conn.input.clear();
                 conn.phase = Phase::Closing;
-                if !flush(conn, now) {
+                if !conn.flush(now) {
                     expired.push(key);
                 } else if conn.output.is_empty() {
-                    start_draining(conn, now);
+                    conn.start_draining(now);
                 }
             }
         }
@@ -304,7 +242,7 @@ fn answer_complete(
                 }
                 commands += 1;
                 let before = conn.output.len();
-                match command::execute(&mut conn.session, &args, ctx.rules, &mut conn.output) {
+                match command::execute(&mut conn.state, &args, ctx.rules, &mut conn.output) {
                     Action::Replied => {}
                     Action::Publish { channel, data } => {
                         match publish_one(ctx.shared, publisher, &channel, &data) {
@@ -346,29 +284,4 @@ fn answer_complete(
     if errors > 0 {
         ctx.shared.resp_errors.fetch_add(errors, Ordering::Relaxed);
     }
-}
-
-fn start_draining(conn: &mut RespConnection, now: Instant) {
-    let _ = conn.stream.shutdown(Shutdown::Write);
-    conn.phase = Phase::Draining;
-    conn.request_began = now;
-}
-
-/// Writes what the socket takes; the rest waits for the next writable event.
-fn flush(conn: &mut RespConnection, now: Instant) -> bool {
-    while !conn.output.is_empty() {
-        match conn.stream.write(&conn.output) {
-            Ok(n) => {
-                conn.output.drain(..n);
-                conn.last_active = now;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return false,
-        }
-    }
-    if conn.output.capacity() > OUTPUT_HIGH {
-        conn.output = Vec::new();
-    }
-    true
 }

@@ -55,6 +55,10 @@ pub struct Common {
     #[arg(long, global = true, default_value = "http://127.0.0.1:8081")]
     pub api: String,
 
+    /// RESP listener of the server (its --resp-listen), for `own-channels --via resp`
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    pub resp: Option<String>,
+
     /// File with the server's API key (its --api-key-file): sent as
     /// `Authorization: Bearer KEY` on every publish
     #[arg(long, global = true, value_name = "FILE")]
@@ -223,12 +227,24 @@ pub struct OwnChannelsArgs {
     /// Messages per second over all publishers; 0 = as fast as the API accepts
     #[arg(long, default_value_t = 0.0)]
     pub publish_rate: f64,
-    /// Keep-alive HTTP connections publishing in parallel
+    /// Keep-alive connections publishing in parallel
     #[arg(long, default_value_t = 20)]
     pub publishers: usize,
-    /// Requests in flight per publisher connection (HTTP pipelining)
+    /// Requests in flight per publisher connection (pipelining)
     #[arg(long, default_value_t = 8)]
     pub pipeline: usize,
+    /// How to publish: HTTP `POST /api/publish`, or RESP `PUBLISH` on --resp
+    #[arg(long, value_enum, default_value_t = PublishVia::Http)]
+    pub via: PublishVia,
+    /// Messages per HTTP request: more than 1 sends JSON-array batches
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishVia {
+    Http,
+    Resp,
 }
 
 impl Scenario {

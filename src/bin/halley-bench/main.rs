@@ -20,6 +20,7 @@ mod resume;
 mod stats;
 mod sys;
 mod target;
+mod wire;
 mod ws;
 
 use clap::Parser;
@@ -98,13 +99,21 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
     positive_secs(c.timeout, "--timeout")?;
     client_endpoint(&c.url)?;
     let api = target::parse_endpoint(&c.api, "http")?;
-    let api_auth = match &c.api_key_file {
-        Some(path) => {
-            let key = std::fs::read_to_string(path)
-                .map_err(|e| format!("--api-key-file {}: {e}", path.display()))?;
-            format!("Authorization: Bearer {}\r\n", key.trim())
-        }
-        None => String::new(),
+    let api_key = match &c.api_key_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("--api-key-file {}: {e}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let api_auth = api_key.as_ref().map_or(String::new(), |key| {
+        format!("Authorization: Bearer {key}\r\n")
+    });
+    let resp = match &c.resp {
+        Some(addr) => Some(target::parse_endpoint(&format!("redis://{addr}"), "redis")?),
+        None => None,
     };
     if c.transport != Transport::Ws
         && matches!(cli.scenario, Scenario::Churn(_) | Scenario::Burst(_))
@@ -127,12 +136,25 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
         publishers: publishers.max(1),
         pipeline: pipeline.max(1),
         pad: crate::publisher::padding(c.payload_size),
+        via: wire::Via::Http { batch: 1 },
+        resp: resp.clone(),
+        key: api_key.clone(),
     };
     Ok(match &cli.scenario {
         Scenario::OwnChannels(a) => {
             let messages = a.messages.max(1).div_ceil(channels as u64) * channels as u64;
             let mut publish = pub_cfg(messages, a.publish_rate, a.publishers, a.pipeline);
             publish.order = publisher::scrambler(messages);
+            publish.via = match a.via {
+                cli::PublishVia::Http => wire::Via::Http { batch: a.batch },
+                cli::PublishVia::Resp if resp.is_none() => {
+                    return Err("own-channels --via resp needs --resp HOST:PORT".into())
+                }
+                cli::PublishVia::Resp if a.batch > 1 => {
+                    return Err("--batch is for --via http; RESP pipelines single publishes".into())
+                }
+                cli::PublishVia::Resp => wire::Via::Resp,
+            };
             Setup {
                 kind: Kind::Fanout,
                 plan_rate: 0.0,

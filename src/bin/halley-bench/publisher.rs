@@ -3,10 +3,14 @@
 //! Publisher `p` posts messages p, p+P, p+2P, … on a global schedule (message i is
 //! due at start + i / rate), each stamped with its send time. With `order` > 1 the
 //! n-th message sent is message n × order mod M (a bijection, `order` being prime to
-//! M): the channels are hit in a scrambled order, not round-robin.
+//! M): the channels are hit in a scrambled order, not round-robin. `via` chooses
+//! the wire: single HTTP publishes, HTTP batches of several of the publisher's
+//! messages, or pipelined RESP `PUBLISH` (`wire.rs`).
 
 use crate::stats::{add_errors, secs, unix_us, Outcome};
 use crate::target::Endpoint;
+use crate::wire::{self, Message, Via};
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::thread;
@@ -28,6 +32,11 @@ pub struct PubCfg {
     pub pipeline: usize,
     /// JSON members appended after `"i":I` to reach --payload-size (or empty).
     pub pad: String,
+    pub via: Via,
+    /// The RESP listener (used with `Via::Resp`).
+    pub resp: Option<Endpoint>,
+    /// The API key, sent as RESP `AUTH` first (HTTP sends `auth`).
+    pub key: Option<String>,
 }
 
 /// `,"items":[...]` of catalogue-like objects, so that `{"t":T,"i":I}` plus it is
@@ -95,60 +104,34 @@ pub fn scrambler(m: u64) -> u64 {
     a.clamp(1, m.max(1))
 }
 
-fn request(cfg: &PubCfg, n: u64, out: &mut Vec<u8>) {
-    let i = if cfg.order > 1 {
-        ((u128::from(n) * u128::from(cfg.order)) % u128::from(cfg.messages)) as u64
-    } else {
-        n
-    };
-    let body = format!(
-        r#"{{"channel":"{}-{}","data":{{"t":{},"i":{}{}}}}}"#,
-        cfg.prefix,
-        i % cfg.channels as u64,
-        unix_us(),
-        i,
-        cfg.pad
-    );
-    let head = format!(
-        "POST /api/publish HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n{}\r\n",
-        cfg.api.host,
-        body.len(),
-        cfg.auth
-    );
-    out.extend_from_slice(head.as_bytes());
-    out.extend_from_slice(body.as_bytes());
-}
-
-/// Parses complete responses from the front of `buf`: (bytes used, statuses).
-fn responses(buf: &[u8], statuses: &mut Vec<u16>) -> Result<usize, String> {
-    let mut pos = 0;
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; 16];
-        let mut resp = httparse::Response::new(&mut headers);
-        let head = match resp.parse(&buf[pos..]) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => return Ok(pos),
-            Err(e) => return Err(format!("bad API response: {e}")),
+/// Appends one request carrying up to `via.batch()` of this publisher's messages
+/// from `*next` on (stepping by `step`); returns how many it carries.
+fn request(cfg: &PubCfg, next: &mut u64, step: u64, out: &mut Vec<u8>) -> u64 {
+    let mut texts = Vec::new();
+    while *next < cfg.messages && texts.len() < cfg.via.batch() {
+        let n = *next;
+        let i = if cfg.order > 1 {
+            ((u128::from(n) * u128::from(cfg.order)) % u128::from(cfg.messages)) as u64
+        } else {
+            n
         };
-        let len = resp
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-            .and_then(|h| {
-                std::str::from_utf8(h.value)
-                    .ok()?
-                    .trim()
-                    .parse::<usize>()
-                    .ok()
-            })
-            .unwrap_or(0);
-        if buf.len() - pos < head + len {
-            return Ok(pos);
-        }
-        statuses.push(resp.code.unwrap_or(0));
-        pos += head + len;
+        let channel = format!("{}-{}", cfg.prefix, i % cfg.channels as u64);
+        let data = format!(r#"{{"t":{},"i":{}{}}}"#, unix_us(), i, cfg.pad);
+        texts.push((channel, data));
+        *next += step;
     }
+    if cfg.via == Via::Resp {
+        for (channel, data) in &texts {
+            wire::resp_command(&[b"PUBLISH", channel.as_bytes(), data.as_bytes()], out);
+        }
+    } else {
+        let messages: Vec<Message<'_>> = texts
+            .iter()
+            .map(|(channel, data)| Message { channel, data })
+            .collect();
+        wire::http_request(&cfg.api.host, &cfg.auth, &messages, out);
+    }
+    texts.len() as u64
 }
 
 fn publisher(cfg: &PubCfg, first: u64, step: u64, start: Instant) -> Outcome {
@@ -158,10 +141,18 @@ fn publisher(cfg: &PubCfg, first: u64, step: u64, start: Instant) -> Outcome {
         out.publish_errors += mine - done;
         add_errors(&mut out.errors, [why]);
     };
-    let mut stream = match TcpStream::connect_timeout(&cfg.api.addr, Duration::from_secs(5)) {
+    let addr = match (&cfg.via, &cfg.resp) {
+        (Via::Resp, Some(resp)) => resp.addr,
+        (Via::Resp, None) => {
+            fail_rest(&mut out, 0, "--via resp needs --resp".into());
+            return out;
+        }
+        (Via::Http { .. }, _) => cfg.api.addr,
+    };
+    let mut stream = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
         Ok(s) => s,
         Err(e) => {
-            fail_rest(&mut out, 0, format!("API {}: {e}", cfg.api.addr));
+            fail_rest(&mut out, 0, format!("publisher {addr}: {e}"));
             return out;
         }
     };
@@ -174,8 +165,14 @@ fn publisher(cfg: &PubCfg, first: u64, step: u64, start: Instant) -> Outcome {
         0.0
     };
     let hard_end = start + secs(planned * 2.0 + 60.0);
-    let (mut next, mut inflight, mut done) = (first, 0u64, 0u64);
+    let (mut next, mut done) = (first, 0u64);
+    // Messages carried by each request in flight, oldest first (AUTH carries none).
+    let mut inflight: VecDeque<u64> = VecDeque::new();
     let mut wbuf = Vec::new();
+    if let (Via::Resp, Some(key)) = (cfg.via, &cfg.key) {
+        wire::resp_command(&[b"AUTH", key.as_bytes()], &mut wbuf);
+        inflight.push_back(0);
+    }
     let mut rbuf = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];
     let mut statuses = Vec::new();
@@ -185,25 +182,24 @@ fn publisher(cfg: &PubCfg, first: u64, step: u64, start: Instant) -> Outcome {
             fail_rest(&mut out, done, "publishing did not finish in time".into());
             break;
         }
-        wbuf.clear();
         while next < cfg.messages
-            && inflight < cfg.pipeline.max(1) as u64
+            && inflight.len() < cfg.pipeline.max(1)
             && (cfg.rate <= 0.0 || due(next) <= now)
         {
-            request(cfg, next, &mut wbuf);
-            next += step;
-            inflight += 1;
+            let carried = request(cfg, &mut next, step, &mut wbuf);
+            inflight.push_back(carried);
         }
         if !wbuf.is_empty() {
             if out.first_publish_us == 0 {
                 out.first_publish_us = unix_us();
             }
             if let Err(e) = stream.write_all(&wbuf) {
-                fail_rest(&mut out, done, format!("API write: {e}"));
+                fail_rest(&mut out, done, format!("publisher write: {e}"));
                 break;
             }
+            wbuf.clear();
         }
-        if inflight == 0 {
+        if inflight.is_empty() {
             if cfg.rate > 0.0 && next < cfg.messages {
                 // Only the rate holds us back: sleep until the next message is due.
                 thread::sleep(due(next).saturating_duration_since(Instant::now()));
@@ -240,7 +236,11 @@ fn publisher(cfg: &PubCfg, first: u64, step: u64, start: Instant) -> Outcome {
             }
         }
         statuses.clear();
-        match responses(&rbuf, &mut statuses) {
+        let parsed = match cfg.via {
+            Via::Resp => wire::resp_replies(&rbuf, &mut statuses),
+            Via::Http { .. } => wire::http_responses(&rbuf, &mut statuses),
+        };
+        match parsed {
             Ok(used) => {
                 rbuf.drain(..used);
             }
@@ -250,13 +250,13 @@ fn publisher(cfg: &PubCfg, first: u64, step: u64, start: Instant) -> Outcome {
             }
         }
         for &code in &statuses {
-            inflight -= 1;
-            done += 1;
+            let carried = inflight.pop_front().unwrap_or(0);
+            done += carried;
             if code == 200 {
-                out.published += 1;
+                out.published += carried;
             } else {
-                out.publish_errors += 1;
-                add_errors(&mut out.errors, [format!("publish answered HTTP {code}")]);
+                out.publish_errors += carried;
+                add_errors(&mut out.errors, [format!("publish answered {code}")]);
             }
         }
         out.last_publish_us = unix_us();
@@ -266,7 +266,7 @@ fn publisher(cfg: &PubCfg, first: u64, step: u64, start: Instant) -> Outcome {
 
 #[cfg(test)]
 mod tests {
-    use super::{padding, responses, scrambler};
+    use super::{padding, scrambler};
 
     #[test]
     fn the_scrambled_order_sends_every_message_once() {
@@ -288,14 +288,5 @@ mod tests {
         assert!((1024..1200).contains(&data.len()), "{} bytes", data.len());
         let v: serde_json::Value = serde_json::from_str(&data).expect("JSON");
         assert_eq!(v["i"], 12345);
-    }
-
-    #[test]
-    fn pipelined_responses() {
-        let two = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}HTTP/1.1 400 Bad\r\nContent-Length: 3\r\n\r\nab";
-        let mut st = Vec::new();
-        let used = responses(two, &mut st).unwrap();
-        assert_eq!(st, [200]);
-        assert_eq!(used, 40);
     }
 }
