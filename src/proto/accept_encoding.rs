@@ -18,15 +18,14 @@ pub fn accepts_gzip<'v>(values: impl IntoIterator<Item = &'v [u8]>) -> bool {
             let Some(weight) = weight(parts) else {
                 continue;
             };
-            let slot = if coding.eq_ignore_ascii_case(b"gzip")
-                || coding.eq_ignore_ascii_case(b"x-gzip")
-            {
-                &mut gzip
-            } else if coding == b"*" {
-                &mut any
-            } else {
-                continue;
-            };
+            let slot =
+                if coding.eq_ignore_ascii_case(b"gzip") || coding.eq_ignore_ascii_case(b"x-gzip") {
+                    &mut gzip
+                } else if coding == b"*" {
+                    &mut any
+                } else {
+                    continue;
+                };
             // Named twice: a refusal anywhere wins (the careful reading).
             *slot = Some(slot.unwrap_or(true) && weight > 0);
         }

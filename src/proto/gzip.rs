@@ -176,7 +176,8 @@ mod tests {
     fn each_segment_decodes_as_soon_as_it_arrives() {
         let mut deflater = Deflater::default();
         let mut inflater = Decompress::new(false);
-        let event = "id: 7\ndata: {\"channel\":\"a\",\"seq\":7,\"data\":[1,2,3,4,5,6,7,8]}\n\n".repeat(8);
+        let event =
+            "id: 7\ndata: {\"channel\":\"a\",\"seq\":7,\"data\":[1,2,3,4,5,6,7,8]}\n\n".repeat(8);
         for _ in 0..3 {
             let mut one = Vec::new();
             segment(&mut deflater, event.as_bytes(), 16, &mut one);

@@ -311,9 +311,21 @@ fn sse_and_poll_read_accept_encoding() {
         ClientRequest::Sse { gzip, .. } | ClientRequest::Poll { gzip, .. } => gzip,
         other => panic!("{other:?}"),
     };
-    assert!(gzip_of(&get("/sse?channel=a", "Accept-Encoding: gzip, deflate, br\r\n")));
-    assert!(gzip_of(&get("/poll?channel=a", "accept-encoding: br\r\nAccept-Encoding: GZIP\r\n")));
+    assert!(gzip_of(&get(
+        "/sse?channel=a",
+        "Accept-Encoding: gzip, deflate, br\r\n"
+    )));
+    assert!(gzip_of(&get(
+        "/poll?channel=a",
+        "accept-encoding: br\r\nAccept-Encoding: GZIP\r\n"
+    )));
     assert!(!gzip_of(&get("/sse?channel=a", "")));
-    assert!(!gzip_of(&get("/poll?channel=a", "Accept-Encoding: gzip;q=0\r\n")));
-    assert!(!gzip_of(&get("/poll?channel=a", "Accept-Encoding: identity\r\n")));
+    assert!(!gzip_of(&get(
+        "/poll?channel=a",
+        "Accept-Encoding: gzip;q=0\r\n"
+    )));
+    assert!(!gzip_of(&get(
+        "/poll?channel=a",
+        "Accept-Encoding: identity\r\n"
+    )));
 }

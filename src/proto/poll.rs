@@ -117,7 +117,9 @@ mod tests {
 
     #[test]
     fn a_gzip_answer_says_so_and_counts_the_compressed_bytes() {
-        let member = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let member = [
+            0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
         let answer = response(&member, None, false, Coding::Gzip);
         let text = String::from_utf8_lossy(&answer);
         assert!(text.contains("Content-Length: 20\r\n"));

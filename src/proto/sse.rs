@@ -92,6 +92,9 @@ mod tests {
         assert!(!cors.contains("Vary") && !cors.contains("Content-Encoding"));
         let gzip = String::from_utf8(stream_head(None, Coding::Gzip)).unwrap();
         assert!(gzip.contains("\r\nContent-Encoding: gzip\r\nVary: Accept-Encoding\r\n"));
-        assert!(gzip.ends_with("Connection: close\r\n\r\n"), "the body follows");
+        assert!(
+            gzip.ends_with("Connection: close\r\n\r\n"),
+            "the body follows"
+        );
     }
 }

@@ -93,7 +93,9 @@ impl Worker {
                     bytes
                 }
                 (Transport::WebSocket, Phase::Open) => wire.websocket(),
-                (Transport::Sse, Phase::Open) if single && gzip => wire.sse_gzip(&mut self.deflater),
+                (Transport::Sse, Phase::Open) if single && gzip => {
+                    wire.sse_gzip(&mut self.deflater)
+                }
                 (Transport::Sse, Phase::Open) if single => wire.sse(),
                 (Transport::Sse, Phase::Open) => {
                     let plain = wire.sse_for(conn, &self.topics);
@@ -254,7 +256,10 @@ impl Encodings<'_> {
                     epoch: &channel.epoch,
                     recovered: true,
                 };
-                Bytes::from(poll::body(fresh.iter().map(|p| &p.payload[..]), &[standing]))
+                Bytes::from(poll::body(
+                    fresh.iter().map(|p| &p.payload[..]),
+                    &[standing],
+                ))
             })
             .clone()
     }

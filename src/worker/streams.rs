@@ -277,7 +277,11 @@ impl Worker {
     /// `plain` SSE text as this stream carries it: a segment of its own when the
     /// stream is gzip'd.
     pub(super) fn sse_bytes(&mut self, key: usize, plain: &[u8]) -> Bytes {
-        if !self.conns.get(key).is_some_and(|c| c.flags.has(Flags::GZIP)) {
+        if !self
+            .conns
+            .get(key)
+            .is_some_and(|c| c.flags.has(Flags::GZIP))
+        {
             return Bytes::copy_from_slice(plain);
         }
         let mut out = Vec::with_capacity(plain.len() / 2 + 16);
@@ -288,7 +292,11 @@ impl Worker {
 
     /// The heartbeat comment: a constant either way.
     pub(super) fn sse_heartbeat(&self, key: usize) -> Bytes {
-        if self.conns.get(key).is_some_and(|c| c.flags.has(Flags::GZIP)) {
+        if self
+            .conns
+            .get(key)
+            .is_some_and(|c| c.flags.has(Flags::GZIP))
+        {
             Bytes::from_static(gzip::HEARTBEAT)
         } else {
             Bytes::from_static(sse::HEARTBEAT)

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-
 use super::connection::{Connection, Phase, Transport};
 use super::Worker;
 use crate::auth::rules::Denied;
