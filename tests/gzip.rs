@@ -120,7 +120,8 @@ fn events(text: &str) -> Vec<(String, String)> {
 
 #[test]
 fn gzip_sse_subscribers_share_one_compressed_segment_and_plain_ones_get_text() {
-    let server = Server::start(&[]);
+    // One worker holds all three streams, so "once per worker" is once.
+    let server = Server::start(&["--workers", "1"]);
     let mut a = GzSse::open(server.client_addr, "/sse?channel=news", "");
     let mut b = GzSse::open(server.client_addr, "/sse?channel=news", "");
     let mut plain = Sse::open(server.client_addr, "/sse?channel=news", "");
@@ -159,6 +160,11 @@ fn gzip_sse_subscribers_share_one_compressed_segment_and_plain_ones_get_text() {
     // The plain stream's event is the inflated text, byte for byte.
     assert_eq!(text_a, format!("id: 1\ndata: {}\n\n", event.data));
 
+    let stats = server.stats_when(|s| s["delivered_total"] == 3);
+    assert_eq!(
+        stats["gzip_compressed_total"], 1,
+        "compressed once: {stats}"
+    );
     // A second publication: a new segment, still decoded by the same inflater.
     server.publisher().publish_ok("news", "\"small\"");
     let (text, _) = a.until(b"\n\n");
@@ -207,7 +213,7 @@ const GZIP: &str = "Accept-Encoding: gzip\r\n";
 
 #[test]
 fn a_gzip_poll_inflates_to_the_plain_answer() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--workers", "1"]);
     let mut publisher = server.publisher();
     for n in 1..=3 {
         publisher.publish_ok("feed", &kilobyte_json(n));
@@ -246,6 +252,9 @@ fn a_gzip_poll_inflates_to_the_plain_answer() {
     let (_, hz, bz) = read_answer(&mut z);
     assert!(is_gzip(&hx) && is_gzip(&hy) && !is_gzip(&hz));
     assert_eq!(bx, by, "one shared gzip member");
+    // One for the catch-up answer, one for the shared answer of both held polls.
+    let stats = server.stats_when(|s| s["polls_answered_total"] == 5);
+    assert_eq!(stats["gzip_compressed_total"], 2, "{stats}");
     let plain: Value = serde_json::from_slice(&bz).unwrap();
     assert_eq!(gunzip(&bx), plain);
     assert_eq!(plain["last_seq"], 4);

@@ -68,11 +68,14 @@ pub fn member(deflater: &mut Deflater, body: &[u8], out: &mut Vec<u8>) {
 /// Appends `data` as one segment of a gzip'd stream: compressed when it has at
 /// least `min_size` bytes, else in stored blocks (no CPU spent on a few bytes).
 /// Either way it ends byte-aligned after a complete block, so segments concatenate.
-pub fn segment(deflater: &mut Deflater, data: &[u8], min_size: usize, out: &mut Vec<u8>) {
+/// Returns how many times it compressed (0 or 1), for the counter.
+pub fn segment(deflater: &mut Deflater, data: &[u8], min_size: usize, out: &mut Vec<u8>) -> u64 {
     if data.len() >= min_size {
         deflater.segment(data, out);
+        1
     } else {
         stored(data, out);
+        0
     }
 }
 

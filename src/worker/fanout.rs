@@ -94,14 +94,17 @@ impl Worker {
                 }
                 (Transport::WebSocket, Phase::Open) => wire.websocket(),
                 (Transport::Sse, Phase::Open) if single && gzip => {
-                    wire.sse_gzip(&mut self.deflater)
+                    let (bytes, compressed) = wire.sse_gzip(&mut self.deflater);
+                    self.counters.gzip_compressed += compressed;
+                    bytes
                 }
                 (Transport::Sse, Phase::Open) if single => wire.sse(),
                 (Transport::Sse, Phase::Open) => {
                     let plain = wire.sse_for(conn, &self.topics);
                     if gzip {
                         let mut out = Vec::with_capacity(plain.len() / 2 + 16);
-                        gzip::segment(&mut self.deflater, &plain, wire.min_size, &mut out);
+                        self.counters.gzip_compressed +=
+                            gzip::segment(&mut self.deflater, &plain, wire.min_size, &mut out);
                         Bytes::from(out)
                     } else {
                         Bytes::from(plain)
@@ -109,12 +112,13 @@ impl Worker {
                 }
                 (Transport::Poll, Phase::Held) => {
                     let keep_alive = conn.flags.has(Flags::KEEP_ALIVE);
-                    let answer = if single {
+                    let (answer, compressed) = if single {
                         wire.poll(keep_alive, gzip, &mut self.deflater)
                     } else {
                         let body = wire.poll_body_for(conn, &self.topics);
                         poll_answer(&mut self.deflater, &self.settings, gzip, &body, keep_alive)
                     };
+                    self.counters.gzip_compressed += compressed;
                     // Answered after fan-out, when it may leave its channels.
                     self.conns[key].phase = Phase::Request;
                     self.counters.polls_held -= 1;
@@ -234,16 +238,17 @@ impl Encodings<'_> {
             .clone()
     }
 
-    fn sse_gzip(&mut self, deflater: &mut Deflater) -> Bytes {
+    /// The gzip segment, and whether it was compressed now (0 when already built).
+    fn sse_gzip(&mut self, deflater: &mut Deflater) -> (Bytes, u64) {
         if let Some(bytes) = &self.sse_gzip {
-            return bytes.clone();
+            return (bytes.clone(), 0);
         }
         let plain = self.sse();
         let mut out = Vec::with_capacity(plain.len() / 2 + 16);
-        gzip::segment(deflater, &plain, self.min_size, &mut out);
+        let compressed = gzip::segment(deflater, &plain, self.min_size, &mut out);
         let bytes = Bytes::from(out);
         self.sse_gzip = Some(bytes.clone());
-        bytes
+        (bytes, compressed)
     }
 
     fn poll_body(&mut self) -> Bytes {
@@ -266,15 +271,15 @@ impl Encodings<'_> {
 
     /// The shared answer; with `gzip`, compressed once per turn for every
     /// gzip-taking poll (or the plain one, when the body is small or does not shrink).
-    fn poll(&mut self, keep_alive: bool, gzip: bool, deflater: &mut Deflater) -> Bytes {
+    fn poll(&mut self, keep_alive: bool, gzip: bool, deflater: &mut Deflater) -> (Bytes, u64) {
         let index = usize::from(keep_alive) + 2 * usize::from(gzip);
         if let Some(answer) = &self.poll[index] {
-            return answer.clone();
+            return (answer.clone(), 0);
         }
         let body = self.poll_body();
-        let answer = poll_answer(deflater, self.settings, gzip, &body, keep_alive);
+        let (answer, compressed) = poll_answer(deflater, self.settings, gzip, &body, keep_alive);
         self.poll[index] = Some(answer.clone());
-        answer
+        (answer, compressed)
     }
 
     /// Where `conn` stands in each of its channels once `seq` of this one is sent.

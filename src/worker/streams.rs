@@ -23,25 +23,31 @@ use crate::proto::{command, poll, sse};
 use crate::pubsub::hub::Position;
 
 /// A poll's answer carrying `body`: a gzip member when the request takes gzip
-/// (`gzip`, only ever set with compression on) and the body is worth it, else plain.
+/// (`gzip`, only ever set with compression on) and the body is worth it, else plain;
+/// with how many times it compressed (0 or 1), for the counter.
 pub(super) fn poll_answer(
     deflater: &mut Deflater,
     settings: &Config,
     gzip: bool,
     body: &[u8],
     keep_alive: bool,
-) -> Bytes {
+) -> (Bytes, u64) {
     let origin = settings.allow_origin;
     if gzip && body.len() >= settings.compression_min_size {
         let mut member = Vec::with_capacity(body.len() / 2 + 32);
         gzip::member(deflater, body, &mut member);
         // Incompressible: the plain answer is smaller, and just as valid.
         if member.len() < body.len() {
-            return Bytes::from(poll::response(&member, origin, keep_alive, Coding::Gzip));
+            let answer = poll::response(&member, origin, keep_alive, Coding::Gzip);
+            return (Bytes::from(answer), 1);
         }
     }
     let plain = Coding::plain(settings.compression);
-    Bytes::from(poll::response(body, origin, keep_alive, plain))
+    let answer = poll::response(body, origin, keep_alive, plain);
+    (
+        Bytes::from(answer),
+        u64::from(gzip && body.len() >= settings.compression_min_size),
+    )
 }
 
 impl Worker {
@@ -144,7 +150,7 @@ impl Worker {
             // The gzip header once, then the stream's first segment.
             let body = out.split_off(head_len);
             out.extend_from_slice(&gzip::HEADER);
-            gzip::segment(
+            self.counters.gzip_compressed += gzip::segment(
                 &mut self.deflater,
                 &body,
                 self.settings.compression_min_size,
@@ -228,7 +234,9 @@ impl Worker {
             .map(|j| j.catch_up.messages.len() as u64)
             .sum::<u64>();
         let gzip = self.conns[key].flags.has(Flags::GZIP);
-        let answer = poll_answer(&mut self.deflater, &self.settings, gzip, &body, keep_alive);
+        let (answer, compressed) =
+            poll_answer(&mut self.deflater, &self.settings, gzip, &body, keep_alive);
+        self.counters.gzip_compressed += compressed;
         self.finish_poll(key, answer);
     }
 
@@ -269,7 +277,9 @@ impl Worker {
         let body = poll::body([], &standings);
         let keep_alive = conn.flags.has(Flags::KEEP_ALIVE);
         let gzip = conn.flags.has(Flags::GZIP);
-        let answer = poll_answer(&mut self.deflater, &self.settings, gzip, &body, keep_alive);
+        let (answer, compressed) =
+            poll_answer(&mut self.deflater, &self.settings, gzip, &body, keep_alive);
+        self.counters.gzip_compressed += compressed;
         self.counters.poll_timeouts += 1;
         self.finish_poll(key, answer);
     }
@@ -286,7 +296,8 @@ impl Worker {
         }
         let mut out = Vec::with_capacity(plain.len() / 2 + 16);
         let min_size = self.settings.compression_min_size;
-        gzip::segment(&mut self.deflater, plain, min_size, &mut out);
+        self.counters.gzip_compressed +=
+            gzip::segment(&mut self.deflater, plain, min_size, &mut out);
         Bytes::from(out)
     }
 
