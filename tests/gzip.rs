@@ -377,3 +377,43 @@ fn last_event_id_resumes_a_gzip_stream_and_heartbeats_inflate() {
     let push: Value = serde_json::from_str(rest.trim().strip_prefix("data: ").unwrap()).unwrap();
     assert_eq!(push["seq"], 6);
 }
+
+#[test]
+fn streams_and_polls_of_several_channels_are_gzipped_for_themselves() {
+    let server = Server::start(&[]);
+    let mut publisher = server.publisher();
+    publisher.publish_ok("b", &kilobyte_json(1));
+    let mut sse = GzSse::open(server.client_addr, "/sse?channel=a,b", "");
+    sse.until(b"event: subscribed\n");
+    sse.until(b"\n\n");
+    sse.until(b"event: subscribed\n");
+    sse.until(b"\n\n");
+    publisher.publish_ok("a", &kilobyte_json(2));
+    let (text, raw) = sse.until(b"\n\n");
+    assert!(
+        raw.ends_with(&[0, 0, 0xff, 0xff]),
+        "compressed for this stream"
+    );
+    let got = events(&text);
+    assert_eq!(got[0].0, "1,1", "positions in both channels: {text:?}");
+    check_push(&got[0].1, "a", 1, &kilobyte_json(2));
+
+    let mut conn = tcp(server.client_addr);
+    let (_, headers, body) = poll_raw(&mut conn, "/poll?channel=a,b&since=0,0", GZIP);
+    assert!(is_gzip(&headers), "{headers:?}");
+    let answer = gunzip(&body);
+    assert_eq!(answer["channels"]["a"]["last_seq"], 1, "{answer}");
+    assert_eq!(answer["channels"]["b"]["last_seq"], 1, "{answer}");
+    assert_eq!(answer["messages"].as_array().unwrap().len(), 2);
+    // Held on both, answered by fan-out with a body of its own, gzip'd for it.
+    let request =
+        "GET /poll?channel=a,b&since=1,1 HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n";
+    conn.write_all(request.as_bytes()).unwrap();
+    server.stats_when(|s| s["polls_held"] == 1);
+    publisher.publish_ok("b", &kilobyte_json(3));
+    let (_, headers, body) = read_answer(&mut conn);
+    assert!(is_gzip(&headers));
+    let answer = gunzip(&body);
+    assert_eq!(answer["channels"]["b"]["last_seq"], 2, "{answer}");
+    assert_eq!(answer["messages"][0]["seq"], 2, "{answer}");
+}
