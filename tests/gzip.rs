@@ -3,6 +3,8 @@
 //! off, small bodies), resume over a gzip'd stream, and its heartbeat.
 
 mod common;
+#[path = "common/tokens.rs"]
+mod tokens;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -416,4 +418,20 @@ fn streams_and_polls_of_several_channels_are_gzipped_for_themselves() {
     let answer = gunzip(&body);
     assert_eq!(answer["channels"]["b"]["last_seq"], 2, "{answer}");
     assert_eq!(answer["messages"][0]["seq"], 2, "{answer}");
+}
+
+#[test]
+fn an_expired_token_ends_a_gzip_stream_with_a_segment() {
+    let secret = tokens::secret_file();
+    let server = Server::start(&["--token-secret-file", secret.to_str().unwrap()]);
+    let token = tokens::mint("ann", 2, &["private:a"]);
+    let target = format!("/sse?channel=private:a&token={token}");
+    let mut sse = GzSse::open(server.client_addr, &target, "");
+    sse.until(b"event: subscribed\n");
+    sse.until(b"\n\n");
+    // The sweep closes the stream once exp passes (the read timeout guards the wait).
+    let (text, _) = sse.until(b"event: expired\n");
+    assert!(text.ends_with("event: expired\n"), "{text:?}");
+    let (rest, _) = sse.until(b"\n\n");
+    assert_eq!(rest, "data: token expired\n\n");
 }
