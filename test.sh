@@ -35,7 +35,7 @@ if [ "${SKIP_CONFORMANCE:-0}" != 1 ]; then
 fi
 
 if [ "${SKIP_BROWSER:-0}" != 1 ]; then
-  step "browser test: halley.js and /demo in headless Chromium (WebSocket, resume, SSE, long-polling, a token refreshed)"
+  step "browser test: halley.js and /demo in headless Chromium (WebSocket, resume, SSE, long-polling, gzip, a token refreshed)"
   HALLEY_BIN=target/release/halley scripts/browser-test.sh
 fi
 

@@ -150,10 +150,11 @@ pub struct ServeArgs {
     /// redis-cluster://HOST:PORT,HOST:PORT,... (sharded pub/sub, Redis 7+) [default: none, standalone]
     #[arg(long, env = "HALLEY_BROKER", value_name = "URL")]
     pub broker: Option<String>,
-    /// Offer permessage-deflate to WebSocket clients: on or off [default: on]
+    /// Offer permessage-deflate to WebSocket clients and gzip to SSE and long-poll
+    /// requests that accept it: on or off [default: on]
     #[arg(long, env = "HALLEY_COMPRESSION", value_name = "on|off")]
     pub compression: Option<String>,
-    /// Messages smaller than this go uncompressed [default: 256]
+    /// Messages (and SSE writes, poll bodies) smaller than this go uncompressed [default: 256]
     #[arg(long, env = "HALLEY_COMPRESSION_MIN_SIZE", value_name = "BYTES")]
     pub compression_min_size: Option<usize>,
 }

@@ -36,25 +36,47 @@ impl Deflater {
     /// Appends `message`'s compressed payload (without the 4-byte tail) to `out`.
     pub fn compress(&mut self, message: &[u8], out: &mut Vec<u8>) {
         let start = out.len();
+        self.segment(message, out);
+        debug_assert!(out[start..].ends_with(&TAIL));
+        if out[start..].ends_with(&TAIL) {
+            out.truncate(out.len() - TAIL.len());
+        }
+    }
+
+    /// Appends `message` as a raw DEFLATE segment ended by a sync flush, the
+    /// 4-byte tail kept: such segments concatenate into one valid stream (gzip'd
+    /// SSE), and each can be decoded as soon as it arrives.
+    pub fn segment(&mut self, message: &[u8], out: &mut Vec<u8>) {
+        self.run(message, out, FlushCompress::Sync);
+    }
+
+    /// Appends `message` as a complete raw DEFLATE stream (its last block final),
+    /// for a gzip member.
+    pub fn finished(&mut self, message: &[u8], out: &mut Vec<u8>) {
+        self.run(message, out, FlushCompress::Finish);
+    }
+
+    fn run(&mut self, message: &[u8], out: &mut Vec<u8>, flush: FlushCompress) {
         let before_in = self.compress.total_in();
         loop {
             // Worst case is a little over the input (stored blocks) plus the flush.
             out.reserve(message.len() / 2 + 64);
             let consumed = (self.compress.total_in() - before_in) as usize;
-            self.compress
-                .compress_vec(&message[consumed..], out, FlushCompress::Sync)
+            let status = self
+                .compress
+                .compress_vec(&message[consumed..], out, flush)
                 .expect("deflate on a valid stream cannot fail");
             let consumed = (self.compress.total_in() - before_in) as usize;
-            // Done when all input is in and the flush did not fill the buffer.
-            if consumed == message.len() && out.len() < out.capacity() {
+            let done = match flush {
+                FlushCompress::Finish => status == Status::StreamEnd,
+                // Done when all input is in and the flush did not fill the buffer.
+                _ => consumed == message.len() && out.len() < out.capacity(),
+            };
+            if done {
                 break;
             }
         }
         self.compress.reset();
-        debug_assert!(out[start..].ends_with(&TAIL));
-        if out[start..].ends_with(&TAIL) {
-            out.truncate(out.len() - TAIL.len());
-        }
     }
 }
 

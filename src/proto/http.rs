@@ -2,6 +2,7 @@
 //! requests, the browser client's files, their routing and every answer, as bytes
 //! in and bytes out.
 
+use super::accept_encoding;
 use super::command::valid_channel;
 use super::deflate_offer::{self, Agreement};
 use super::query::{self, Wanted};
@@ -111,12 +112,15 @@ pub enum ClientRequest {
     Sse {
         channels: Vec<Wanted>,
         token: Option<String>,
+        /// `Accept-Encoding` takes gzip; the worker uses it only with compression.
+        gzip: bool,
     },
     /// `GET /poll`: one long-poll of these channels.
     Poll {
         channels: Vec<Wanted>,
         keep_alive: bool,
         token: Option<String>,
+        gzip: bool,
     },
     Asset {
         asset: Asset,
@@ -202,6 +206,7 @@ fn route(request: &httparse::Request<'_, '_>, routes: Routes) -> ClientRequest {
                 Ok(channels) => ClientRequest::Sse {
                     channels,
                     token: query::token(query),
+                    gzip: accepts_gzip(headers),
                 },
                 Err(refusal) => ClientRequest::Refuse(refusal),
             };
@@ -213,6 +218,7 @@ fn route(request: &httparse::Request<'_, '_>, routes: Routes) -> ClientRequest {
                     channels,
                     keep_alive,
                     token: query::token(query),
+                    gzip: accepts_gzip(headers),
                 },
                 Err(refusal) => ClientRequest::Refuse(refusal),
             };
@@ -281,6 +287,15 @@ fn demo_publish(query: &str) -> ClientRequest {
         channel: channel.into_owned(),
         data: serde_json::to_string(&*text).expect("strings serialise"),
     }
+}
+
+fn accepts_gzip(headers: &[httparse::Header<'_>]) -> bool {
+    accept_encoding::accepts_gzip(
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("accept-encoding"))
+            .map(|h| h.value),
+    )
 }
 
 fn header<'h>(headers: &'h [httparse::Header<'_>], name: &str) -> Option<&'h [u8]> {

@@ -304,3 +304,28 @@ fn the_token_rides_on_every_transport() {
     assert_eq!(token(poll).as_deref(), Some("h.p.s"));
     assert_eq!(token(routed(&upgrade("/ws", ""), ROUTES)), None);
 }
+
+#[test]
+fn sse_and_poll_read_accept_encoding() {
+    let gzip_of = |request: &str| match routed(request, ROUTES) {
+        ClientRequest::Sse { gzip, .. } | ClientRequest::Poll { gzip, .. } => gzip,
+        other => panic!("{other:?}"),
+    };
+    assert!(gzip_of(&get(
+        "/sse?channel=a",
+        "Accept-Encoding: gzip, deflate, br\r\n"
+    )));
+    assert!(gzip_of(&get(
+        "/poll?channel=a",
+        "accept-encoding: br\r\nAccept-Encoding: GZIP\r\n"
+    )));
+    assert!(!gzip_of(&get("/sse?channel=a", "")));
+    assert!(!gzip_of(&get(
+        "/poll?channel=a",
+        "Accept-Encoding: gzip;q=0\r\n"
+    )));
+    assert!(!gzip_of(&get(
+        "/poll?channel=a",
+        "Accept-Encoding: identity\r\n"
+    )));
+}

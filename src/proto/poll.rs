@@ -2,6 +2,8 @@
 //! "recovered":B}` for one channel, with a `channels` map for several. Messages
 //! are the push JSON, copied in without re-serialising.
 
+use super::gzip::Coding;
+
 /// Where one channel stands after the messages of an answer.
 #[derive(Debug, Clone, Copy)]
 pub struct Standing<'a> {
@@ -49,10 +51,16 @@ fn standing(channel: &Standing<'_>) -> String {
     )
 }
 
-/// A complete `200` answer carrying `body`.
-pub fn response(body: &[u8], allow_origin: Option<&str>, keep_alive: bool) -> Vec<u8> {
+/// A complete `200` answer carrying `body`, which is gzip when `coding` says so.
+pub fn response(
+    body: &[u8],
+    allow_origin: Option<&str>,
+    keep_alive: bool,
+    coding: Coding,
+) -> Vec<u8> {
     let cors = super::http::cors_header(allow_origin);
-    let extra = format!("Cache-Control: no-store\r\n{cors}");
+    let coding = coding.header_lines();
+    let extra = format!("Cache-Control: no-store\r\n{coding}{cors}");
     super::http::ok_response("application/json", body, keep_alive, &extra)
 }
 
@@ -100,9 +108,25 @@ mod tests {
                 "a":{"last_seq":2,"epoch":"k3","recovered":true},
                 "b:1":{"last_seq":0,"epoch":"q","recovered":false}}})
         );
-        let answer = String::from_utf8(response(b"{}", Some("*"), true)).unwrap();
+        let answer = String::from_utf8(response(b"{}", Some("*"), true, Coding::Fixed)).unwrap();
         assert!(answer.contains("Content-Length: 2\r\n"));
+        assert!(!answer.contains("Vary"));
         assert!(answer.contains("Access-Control-Allow-Origin: *\r\n"));
         assert!(answer.ends_with("\r\n\r\n{}"));
+    }
+
+    #[test]
+    fn a_gzip_answer_says_so_and_counts_the_compressed_bytes() {
+        let member = [
+            0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        let answer = response(&member, None, false, Coding::Gzip);
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.contains("Content-Length: 20\r\n"));
+        assert!(text.contains("Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n"));
+        assert!(answer.ends_with(&member));
+        let plain = String::from_utf8(response(b"{}", None, true, Coding::Identity)).unwrap();
+        assert!(plain.contains("Vary: Accept-Encoding\r\n"));
+        assert!(!plain.contains("Content-Encoding"));
     }
 }

@@ -2,15 +2,29 @@
 //! is close-delimited: no chunk framing, so one encoded event is shared as is by
 //! every stream that carries it.
 
+use super::gzip::Coding;
+
 /// A comment line: keeps proxies from timing the stream out, and finds dead peers.
 pub const HEARTBEAT: &[u8] = b":\n\n";
 
-/// The response head, and the reconnection delay browsers should use.
+/// The first line of every stream: the reconnection delay browsers should use.
+pub const RETRY: &[u8] = b"retry: 1000\n\n";
+
+/// The response head, and the reconnection delay: a plain stream.
 pub fn response_head(allow_origin: Option<&str>) -> Vec<u8> {
+    let mut out = stream_head(allow_origin, Coding::Fixed);
+    out.extend_from_slice(RETRY);
+    out
+}
+
+/// The response head alone, saying how the body is encoded; with gzip the body
+/// then starts with the gzip header (`proto::gzip`).
+pub fn stream_head(allow_origin: Option<&str>, coding: Coding) -> Vec<u8> {
     let cors = super::http::cors_header(allow_origin);
+    let coding = coding.header_lines();
     format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
-         X-Accel-Buffering: no\r\n{cors}Connection: close\r\n\r\nretry: 1000\n\n"
+         X-Accel-Buffering: no\r\n{coding}{cors}Connection: close\r\n\r\n"
     )
     .into_bytes()
 }
@@ -75,5 +89,12 @@ mod tests {
         assert!(plain.ends_with("\r\n\r\nretry: 1000\n\n"));
         let cors = String::from_utf8(response_head(Some("*"))).unwrap();
         assert!(cors.contains("Access-Control-Allow-Origin: *\r\n"));
+        assert!(!cors.contains("Vary") && !cors.contains("Content-Encoding"));
+        let gzip = String::from_utf8(stream_head(None, Coding::Gzip)).unwrap();
+        assert!(gzip.contains("\r\nContent-Encoding: gzip\r\nVary: Accept-Encoding\r\n"));
+        assert!(
+            gzip.ends_with("Connection: close\r\n\r\n"),
+            "the body follows"
+        );
     }
 }

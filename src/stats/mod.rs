@@ -163,6 +163,8 @@ counters! {
     frames_deflated: json Some("frames_deflated_total"), metrics [Total FRAMES_DEFLATED {}];
     /// Compressed client messages refused: too big once inflated (1009) or corrupt (1002).
     inflate_refused: json Some("inflate_refused_total"), metrics [Total INFLATE_REFUSED {}];
+    /// SSE segments and long-poll answers gzip-compressed (shared ones once per worker).
+    gzip_compressed: json Some("gzip_compressed_total"), metrics [Total GZIP_COMPRESSED {}];
 }
 
 /// Everything the console and the API read.

@@ -106,6 +106,8 @@ families! {
         "Messages compressed for permessage-deflate, once per worker per publication.";
     INFLATE_REFUSED: "halley_inflate_refused_total", Counter,
         "Compressed client messages refused: too big once inflated, or corrupt.";
+    GZIP_COMPRESSED: "halley_gzip_compressed_total", Counter,
+        "SSE segments and long-poll answers compressed for gzip; shared ones once per worker.";
     WORKER_EVENTS: "halley_worker_events_total", Counter,
         "Readiness events handled, by worker.";
     MEMORY_RESIDENT: "halley_memory_resident_bytes", Gauge,

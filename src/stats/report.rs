@@ -106,6 +106,7 @@ mod tests {
             "deflate_negotiated_total",
             "frames_deflated_total",
             "inflate_refused_total",
+            "gzip_compressed_total",
             "workers",
             "broker",
         ];

@@ -74,6 +74,8 @@ impl Flags {
     pub const DEFLATE: u16 = 1024;
     /// Takes the worker's shared compressed frames (its window allows 32 KiB).
     pub const DEFLATE_SENDS: u16 = 2048;
+    /// Its SSE stream is gzip'd, or its current poll is answered in gzip.
+    pub const GZIP: u16 = 4096;
 
     pub fn has(self, flag: u16) -> bool {
         self.0 & flag != 0

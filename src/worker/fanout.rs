@@ -8,6 +8,10 @@
 //! permessage-deflate is one more encoding: each message compressed once by the
 //! worker's compressor (no context kept), shared by every subscriber that agreed to
 //! it. Messages under --compression-min-size stay plain (RSV1 is per message).
+//!
+//! gzip is the same rule for SSE and long-polling: this turn's SSE events as one
+//! gzip segment, and the long-poll answer as one gzip member, each built once on
+//! first use and shared by every gzip-taking subscriber (`proto::gzip`).
 
 use std::sync::Arc;
 
@@ -15,9 +19,12 @@ use bytes::Bytes;
 use mio::Token;
 
 use super::connection::{Flags, Phase, Transport};
+use super::streams::poll_answer;
 use super::subscriptions::{self, Subscription};
 use super::Worker;
+use crate::config::Config;
 use crate::proto::deflate::Deflater;
+use crate::proto::gzip;
 use crate::proto::{poll, sse, ws};
 use crate::pubsub::hub::Channel;
 use crate::pubsub::publication::Publication;
@@ -59,12 +66,14 @@ impl Worker {
         let mut wire = Encodings {
             channel,
             fresh: &fresh,
-            allow_origin: self.settings.allow_origin,
+            settings: &self.settings,
             websocket: None,
             deflated: None,
             min_size: self.settings.compression_min_size,
             sse: None,
-            poll: [None, None],
+            sse_gzip: None,
+            poll_body: None,
+            poll: [None, None, None, None],
         };
         let registry = self.poll.registry();
         let cap = self.settings.max_queued_bytes;
@@ -78,6 +87,7 @@ impl Worker {
             }
             let subscribed = subscriptions::of(conn, &self.sides);
             let single = subscribed.len() == 1;
+            let gzip = conn.flags.has(Flags::GZIP);
             let bytes = match (conn.transport, conn.phase) {
                 (Transport::WebSocket, Phase::Open) if conn.flags.has(Flags::DEFLATE_SENDS) => {
                     let (bytes, compressed) = wire.deflated(&mut self.deflater);
@@ -85,15 +95,32 @@ impl Worker {
                     bytes
                 }
                 (Transport::WebSocket, Phase::Open) => wire.websocket(),
+                (Transport::Sse, Phase::Open) if single && gzip => {
+                    let (bytes, compressed) = wire.sse_gzip(&mut self.deflater);
+                    self.counters.gzip_compressed += compressed;
+                    bytes
+                }
                 (Transport::Sse, Phase::Open) if single => wire.sse(),
-                (Transport::Sse, Phase::Open) => wire.sse_for(subscribed, &self.topics),
+                (Transport::Sse, Phase::Open) => {
+                    let plain = wire.sse_for(subscribed, &self.topics);
+                    if gzip {
+                        let mut out = Vec::with_capacity(plain.len() / 2 + 16);
+                        self.counters.gzip_compressed +=
+                            gzip::segment(&mut self.deflater, &plain, wire.min_size, &mut out);
+                        Bytes::from(out)
+                    } else {
+                        Bytes::from(plain)
+                    }
+                }
                 (Transport::Poll, Phase::Held) => {
                     let keep_alive = conn.flags.has(Flags::KEEP_ALIVE);
-                    let answer = if single {
-                        wire.poll(keep_alive)
+                    let (answer, compressed) = if single {
+                        wire.poll(keep_alive, gzip, &mut self.deflater)
                     } else {
-                        wire.poll_for(subscribed, &self.topics, keep_alive)
+                        let body = wire.poll_body_for(subscribed, &self.topics);
+                        poll_answer(&mut self.deflater, &self.settings, gzip, &body, keep_alive)
                     };
+                    self.counters.gzip_compressed += compressed;
                     // Answered after fan-out, when it may leave its channels.
                     self.conns[key].phase = Phase::Request;
                     self.counters.polls_held -= 1;
@@ -142,15 +169,19 @@ impl Worker {
 struct Encodings<'a> {
     channel: &'a Arc<Channel>,
     fresh: &'a [&'a Publication],
-    allow_origin: Option<&'static str>,
+    settings: &'a Config,
     websocket: Option<Bytes>,
     /// The WebSocket frames with permessage-deflate: those at or over `min_size`
     /// compressed.
     deflated: Option<Bytes>,
     min_size: usize,
     sse: Option<Bytes>,
-    /// Without and with keep-alive.
-    poll: [Option<Bytes>; 2],
+    /// `sse` as one gzip segment.
+    sse_gzip: Option<Bytes>,
+    /// The long-poll answer's body, shared by its plain and gzip answers.
+    poll_body: Option<Bytes>,
+    /// The answers: keep-alive (+1), gzip taken (+2).
+    poll: [Option<Bytes>; 4],
 }
 
 impl Encodings<'_> {
@@ -209,9 +240,22 @@ impl Encodings<'_> {
             .clone()
     }
 
-    fn poll(&mut self, keep_alive: bool) -> Bytes {
-        let (channel, fresh, origin) = (self.channel, self.fresh, self.allow_origin);
-        self.poll[usize::from(keep_alive)]
+    /// The gzip segment, and whether it was compressed now (0 when already built).
+    fn sse_gzip(&mut self, deflater: &mut Deflater) -> (Bytes, u64) {
+        if let Some(bytes) = &self.sse_gzip {
+            return (bytes.clone(), 0);
+        }
+        let plain = self.sse();
+        let mut out = Vec::with_capacity(plain.len() / 2 + 16);
+        let compressed = gzip::segment(deflater, &plain, self.min_size, &mut out);
+        let bytes = Bytes::from(out);
+        self.sse_gzip = Some(bytes.clone());
+        (bytes, compressed)
+    }
+
+    fn poll_body(&mut self) -> Bytes {
+        let (channel, fresh) = (self.channel, self.fresh);
+        self.poll_body
             .get_or_insert_with(|| {
                 let standing = poll::Standing {
                     name: &channel.name,
@@ -219,10 +263,25 @@ impl Encodings<'_> {
                     epoch: &channel.epoch,
                     recovered: true,
                 };
-                let body = poll::body(fresh.iter().map(|p| &p.payload[..]), &[standing]);
-                Bytes::from(poll::response(&body, origin, keep_alive))
+                Bytes::from(poll::body(
+                    fresh.iter().map(|p| &p.payload[..]),
+                    &[standing],
+                ))
             })
             .clone()
+    }
+
+    /// The shared answer; with `gzip`, compressed once per turn for every
+    /// gzip-taking poll (or the plain one, when the body is small or does not shrink).
+    fn poll(&mut self, keep_alive: bool, gzip: bool, deflater: &mut Deflater) -> (Bytes, u64) {
+        let index = usize::from(keep_alive) + 2 * usize::from(gzip);
+        if let Some(answer) = &self.poll[index] {
+            return (answer.clone(), 0);
+        }
+        let body = self.poll_body();
+        let (answer, compressed) = poll_answer(deflater, self.settings, gzip, &body, keep_alive);
+        self.poll[index] = Some(answer.clone());
+        (answer, compressed)
     }
 
     /// Where a subscriber of `subscribed` stands in each of its channels once `seq`
@@ -247,7 +306,7 @@ impl Encodings<'_> {
             .collect()
     }
 
-    fn sse_for(&self, subscribed: &[Subscription], topics: &Topics) -> Bytes {
+    fn sse_for(&self, subscribed: &[Subscription], topics: &Topics) -> Vec<u8> {
         let mut out = Vec::new();
         for p in self.fresh {
             let id = sse::id(
@@ -257,10 +316,10 @@ impl Encodings<'_> {
             );
             sse::event(&mut out, None, Some(&id), &p.payload);
         }
-        Bytes::from(out)
+        out
     }
 
-    fn poll_for(&self, subscribed: &[Subscription], topics: &Topics, keep_alive: bool) -> Bytes {
+    fn poll_body_for(&self, subscribed: &[Subscription], topics: &Topics) -> Vec<u8> {
         let last = self.fresh[self.fresh.len() - 1].seq;
         let positions = self.positions(subscribed, topics, last);
         let standings: Vec<poll::Standing<'_>> = positions
@@ -274,7 +333,6 @@ impl Encodings<'_> {
                 })
             })
             .collect();
-        let body = poll::body(self.fresh.iter().map(|p| &p.payload[..]), &standings);
-        Bytes::from(poll::response(&body, self.allow_origin, keep_alive))
+        poll::body(self.fresh.iter().map(|p| &p.payload[..]), &standings)
     }
 }

@@ -15,7 +15,7 @@ use super::{Worker, CLOSE_TIMEOUT_S};
 use crate::admission::Admission;
 use crate::proto::http::{self, ClientRequest, Endpoint, Refusal};
 use crate::proto::query::Wanted;
-use crate::proto::{sse, ws};
+use crate::proto::ws;
 use crate::pubsub::hub::{Position, TOO_MANY_CHANNELS};
 
 /// Seconds a refused client is told to wait before retrying.
@@ -127,12 +127,17 @@ impl Worker {
                     }
                 }
             }
-            ClientRequest::Sse { channels, token } => self.start_sse(key, &channels, token),
+            ClientRequest::Sse {
+                channels,
+                token,
+                gzip,
+            } => self.start_sse(key, &channels, token, gzip),
             ClientRequest::Poll {
                 channels,
                 keep_alive,
                 token,
-            } => self.start_poll(key, &channels, keep_alive, token),
+                gzip,
+            } => self.start_poll(key, &channels, keep_alive, token, gzip),
             ClientRequest::Asset { asset, keep_alive } => {
                 let cors = http::cors_header(self.settings.allow_origin);
                 let extra = format!("Cache-Control: no-cache\r\n{cors}");
@@ -352,7 +357,7 @@ impl Worker {
                 }
                 Due::Heartbeat => {
                     self.conns[key].last_seen = now;
-                    self.send(key, Bytes::from_static(sse::HEARTBEAT));
+                    self.send(key, self.sse_heartbeat(key));
                 }
                 Due::PollTimeout => self.poll_timed_out(key),
                 Due::TrimSide => self.trim_side(key),

@@ -6,8 +6,6 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-
 use super::connection::{Connection, Phase, Transport};
 use super::Worker;
 use crate::auth::rules::Denied;
@@ -251,7 +249,8 @@ impl Worker {
                         self.unsubscribe_all(key);
                         let mut last = Vec::new();
                         sse::event(&mut last, Some("expired"), None, b"token expired");
-                        self.end_with_http(key, Bytes::from(last));
+                        let last = self.sse_bytes(key, &last);
+                        self.end_with_http(key, last);
                     }
                     (Transport::Poll, Phase::Held) => {
                         self.counters.polls_held -= 1;

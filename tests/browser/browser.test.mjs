@@ -361,6 +361,69 @@ async function idlePolling(name, srv, pollTimeoutS) {
   }
 }
 
+// gzip as a browser meets it: an EventSource whose stream is gzip'd (each event a
+// sync-flushed segment, no trailer: the browser must decode each as it arrives, so
+// every message is published only after the page got the one before), then a
+// long-poll fetch answered with a gzip member. Both must say Content-Encoding: gzip.
+async function gzipInBrowser(srv) {
+  const page = await openDemo(srv, "channel=gzip-demo", "g-gzip");
+  const encodings = {};
+  page.on("response", async (r) => {
+    const p = new URL(r.url()).pathname;
+    if (p === "/sse" || p === "/poll") encodings[p] = (await r.allHeaders())["content-encoding"] || "none";
+  });
+  try {
+    const big = (n) => ({ n, items: Array.from({ length: 24 }, (_, i) => ({ id: i, name: `item ${i}`, tags: ["a", "b"] })) });
+    await withTimeout(
+      page.evaluate(() => {
+        const g = (window.gz = { got: [], open: false, errors: 0 });
+        const es = new EventSource("/sse?channel=gz");
+        g.es = es;
+        es.onopen = () => (g.open = true);
+        es.onerror = () => (g.errors += 1);
+        es.onmessage = (e) => g.got.push({ id: e.lastEventId, push: JSON.parse(e.data) });
+      }),
+      5000,
+      "opening the EventSource",
+    );
+    const gz = () => withTimeout(page.evaluate(() => ({ got: window.gz.got, open: window.gz.open, errors: window.gz.errors })), 5000, "page.evaluate");
+    await waitFor(async () => (await gz()).open, "the EventSource to open");
+    const sent = [];
+    for (let n = 1; n <= 3; n++) {
+      const data = big(n);
+      sent.push({ seq: (await publish(srv, "gz", data)).seq, data });
+      await waitFor(async () => (await gz()).got.length >= n, `event ${n} decoded by the page`);
+    }
+    const s = await gz();
+    await withTimeout(page.evaluate(() => window.gz.es.close()), 5000, "close");
+    const got = s.got.map((e) => ({ seq: e.push.seq, data: e.push.data }));
+    check(
+      "g. gzip: EventSource over a gzip'd stream decodes each event as it arrives",
+      encodings["/sse"] === "gzip" && JSON.stringify(got) === JSON.stringify(sent) && s.got.every((e, i) => e.id === String(sent[i].seq)) && s.errors === 0,
+      `Content-Encoding ${encodings["/sse"]}, got ${got.length} events (${s.errors} errors): ${JSON.stringify(got).slice(0, 200)}`,
+    );
+    const polled = await withTimeout(
+      page.evaluate(async () => {
+        const r = await fetch("/poll?channel=gz&since=0");
+        return { status: r.status, encoding: r.headers.get("content-encoding"), body: await r.json() };
+      }),
+      5000,
+      "the long-poll fetch",
+    );
+    // The network event's headers are read asynchronously: wait for them (bounded).
+    await waitFor(async () => encodings["/poll"], "the /poll response event", 5000).catch(() => null);
+    const messages = (polled.body.messages || []).map((m) => ({ seq: m.seq, data: m.data }));
+    check(
+      "g. gzip: a long-poll fetch answered in gzip parses to the messages",
+      polled.status === 200 && encodings["/poll"] === "gzip" && polled.encoding === "gzip" && JSON.stringify(messages) === JSON.stringify(sent) && polled.body.last_seq === 3,
+      `status ${polled.status}, Content-Encoding ${encodings["/poll"]} (fetch sees ${polled.encoding}), ${messages.length} messages, last_seq ${polled.body.last_seq}`,
+    );
+  } finally {
+    await screenshot(page, "g-gzip").catch(() => {});
+    await page.close();
+  }
+}
+
 // The live dashboard on the API listener: its own series, as the page exposes them.
 async function openDashboard(srv, label) {
   const page = await context.newPage();
@@ -525,6 +588,10 @@ async function main() {
         await page.close();
       }
     });
+
+    await phase("g. gzip: EventSource and a long-poll fetch over gzip (Chromium sends Accept-Encoding: gzip)", () =>
+      gzipInBrowser(all),
+    );
 
     await phase("d. ws: after a server restart (new epoch) the page is told recovered=false", async () => {
       let srv = await startHalley("restart-1", []);
