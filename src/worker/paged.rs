@@ -9,7 +9,7 @@
 
 use std::ops::{Index, IndexMut};
 
-/// Entries per page: 1,024 connections are 40 KiB of address space, which stays
+/// Entries per page: 1,024 connections are 32 KiB of address space, which stays
 /// untouched (so not resident) until filled.
 const PAGE: usize = 1024;
 

@@ -286,7 +286,7 @@ fn real_main() -> i32 {
     };
     if child.is_some() {
         let line = serde_json::json!({"type": "result", "outcome": outcome});
-        println!("{line}");
+        print_line(&line.to_string());
         return 0;
     }
     let v = report::verdict(name, s.kind, c.transport, &outcome, c.procs, c.min_success);
@@ -367,7 +367,7 @@ fn run_here(cli: &Cli, s: &Setup) -> Result<Outcome, String> {
         Gate {
             wait: Box::new(|| {
                 // Tell the parent we are ready, then wait for its go (or its end).
-                println!("{{\"type\":\"ready\"}}");
+                print_line(r#"{"type":"ready"}"#);
                 let _ = std::io::stdout().flush();
                 let mut line = String::new();
                 let _ = std::io::stdin().lock().read_line(&mut line);
@@ -385,4 +385,11 @@ fn run_here(cli: &Cli, s: &Setup) -> Result<Outcome, String> {
         p.stop();
     }
     Ok(outcome)
+}
+
+/// One line to the parent process or the user. A reader that went away (a parent
+/// stopped by its script, `| head`) is no reason to panic: the line is dropped.
+pub(crate) fn print_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
 }

@@ -86,7 +86,7 @@ impl Progress {
                 match &emit {
                     Emit::ChildJson => {
                         if let Ok(j) = serde_json::to_string(&s) {
-                            println!("{{\"type\":\"progress\",\"snapshot\":{j}}}");
+                            crate::print_line(&format!(r#"{{"type":"progress","snapshot":{j}}}"#));
                         }
                     }
                     Emit::Stderr { scenario, target } => {
