@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
+use ecow::EcoString;
 
 use super::epoch::{Epoch, Epochs};
 use super::history::{CatchUp, History};
@@ -25,10 +26,15 @@ use crate::proto::command;
 /// Dense id of a channel, so that per-connection and per-worker state stays small.
 pub type ChannelId = u32;
 
+/// A channel as the hub, the workers and the publications in flight share it. One
+/// reference count, not `std`'s two: nothing holds a weak reference.
+pub type ChannelRef = triomphe::Arc<Channel>;
+
 #[derive(Debug)]
 pub struct Channel {
     pub id: ChannelId,
-    pub name: Box<str>,
+    /// Inline up to 15 bytes (a `user:ID` name): no block of its own.
+    pub name: EcoString,
     pub epoch: Epoch,
     /// Its name matches `--presence-channels`: joins and leaves are counted.
     pub keeps_presence: bool,
@@ -48,14 +54,6 @@ struct ChannelState {
     idle_since: Option<NonZeroU32>,
     /// Gone from the name map: whoever holds this `Arc` must look the name up again.
     removed: bool,
-    /// Who is connected, for a channel that keeps presence (created on first join).
-    presence: Option<Box<Presence>>,
-}
-
-impl ChannelState {
-    fn presence_leaving(&self) -> bool {
-        self.presence.as_ref().is_some_and(|p| p.has_leaving())
-    }
 }
 
 impl Channel {
@@ -67,7 +65,7 @@ impl Channel {
 /// A channel in the hub's set, found by its name: the name is stored once, in the
 /// channel, instead of again as the key of a map.
 #[derive(Debug)]
-struct ByName(Arc<Channel>);
+struct ByName(ChannelRef);
 
 impl Borrow<str> for ByName {
     fn borrow(&self) -> &str {
@@ -102,7 +100,7 @@ pub struct HistoryLimits {
 /// A worker joined a channel: where it is live from, and what a resume needs first.
 #[derive(Debug)]
 pub struct Joined {
-    pub channel: Arc<Channel>,
+    pub channel: ChannelRef,
     /// Every publish after this seq reaches the worker through its inbox.
     pub last_seq: u64,
     pub catch_up: CatchUp,
@@ -144,7 +142,7 @@ pub struct Backlog {
 pub struct Hub {
     channels: RwLock<HashSet<ByName>>,
     /// Channels with history or with nothing at all: the only ones the sweep visits.
-    watched: Mutex<Vec<Arc<Channel>>>,
+    watched: Mutex<Vec<ChannelRef>>,
     outlets: Vec<Arc<dyn Outlet>>,
     limits: HistoryLimits,
     epochs: Epochs,
@@ -161,6 +159,10 @@ pub struct Hub {
     upstream: std::sync::OnceLock<Arc<dyn Upstream>>,
     /// Channels the broker is syncing, with the workers waiting on each (bit i).
     syncing: Mutex<HashMap<Box<str>, u64>>,
+    /// Who is connected to each channel that keeps presence and has someone (or a
+    /// leave in its grace): kept here, not in every channel, which then fits 80 B.
+    /// Locked after a channel's state, never before.
+    presences: Mutex<HashMap<ChannelId, Presence>>,
 }
 
 impl Hub {
@@ -180,6 +182,7 @@ impl Hub {
             presence_events: false,
             upstream: std::sync::OnceLock::new(),
             syncing: Mutex::default(),
+            presences: Mutex::default(),
         }
     }
 
@@ -202,14 +205,14 @@ impl Hub {
     }
 
     /// The channel of that (already validated) name, if it exists now.
-    pub fn find(&self, name: &str) -> Option<Arc<Channel>> {
+    pub fn find(&self, name: &str) -> Option<ChannelRef> {
         let channels = self.channels.read().expect("hub lock");
-        channels.get(name).map(|found| Arc::clone(&found.0))
+        channels.get(name).map(|found| ChannelRef::clone(&found.0))
     }
 
     /// The channel of that (already validated) name, created on first use unless
     /// `--max-channels` exist.
-    fn channel(&self, name: &str) -> Result<Arc<Channel>, TooManyChannels> {
+    fn channel(&self, name: &str) -> Result<ChannelRef, TooManyChannels> {
         self.channel_with_epoch(name, None)
     }
 
@@ -218,19 +221,19 @@ impl Hub {
         &self,
         name: &str,
         epoch: Option<&str>,
-    ) -> Result<Arc<Channel>, TooManyChannels> {
+    ) -> Result<ChannelRef, TooManyChannels> {
         if let Some(found) = self.find(name) {
             return Ok(found);
         }
         let mut channels = self.channels.write().expect("hub lock");
         if let Some(found) = channels.get(name) {
-            return Ok(Arc::clone(&found.0));
+            return Ok(ChannelRef::clone(&found.0));
         }
         if channels.len() >= self.max_channels {
             self.channels_refused.fetch_add(1, Ordering::Relaxed);
             return Err(TooManyChannels);
         }
-        let channel = Arc::new(Channel {
+        let channel = ChannelRef::new(Channel {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             name: name.into(),
             // One that Halley did not make (longer than 8 bytes) starts a new epoch:
@@ -244,14 +247,14 @@ impl Hub {
                 .any(|p| name.starts_with(&**p)),
             state: Mutex::default(),
         });
-        channels.insert(ByName(Arc::clone(&channel)));
+        channels.insert(ByName(ChannelRef::clone(&channel)));
         Ok(channel)
     }
 
     /// Numbers the message, keeps it in history and hands it to every worker with
     /// subscribers. The channel lock is held across the hand-off so that every
     /// inbox receives a channel's messages in sequence order.
-    pub fn publish(&self, name: &str, data: &str) -> Result<(Arc<Channel>, u64), TooManyChannels> {
+    pub fn publish(&self, name: &str, data: &str) -> Result<(ChannelRef, u64), TooManyChannels> {
         loop {
             let channel = self.channel(name)?;
             let mut state = channel.state();
@@ -269,7 +272,7 @@ impl Hub {
     /// to the workers, under the channel lock the caller holds.
     fn push_locked(
         &self,
-        channel: &Arc<Channel>,
+        channel: &ChannelRef,
         state: &mut ChannelState,
         payload: impl FnOnce(u64) -> Vec<u8>,
     ) -> u64 {
@@ -279,13 +282,7 @@ impl Hub {
     }
 
     /// Keeps message `seq` (above `last_seq`) and hands it to the workers.
-    fn hand_off(
-        &self,
-        channel: &Arc<Channel>,
-        state: &mut ChannelState,
-        seq: u64,
-        payload: Vec<u8>,
-    ) {
+    fn hand_off(&self, channel: &ChannelRef, state: &mut ChannelState, seq: u64, payload: Vec<u8>) {
         state.last_seq = seq;
         let payload = Bytes::from(payload);
         if self.limits.size > 0 {
@@ -296,7 +293,7 @@ impl Hub {
         for (worker, outlet) in self.outlets.iter().enumerate() {
             if state.workers & (1 << worker) != 0 {
                 outlet.deliver(Publication {
-                    channel: Arc::clone(channel),
+                    channel: ChannelRef::clone(channel),
                     seq,
                     payload: payload.clone(),
                 });
@@ -307,11 +304,12 @@ impl Hub {
 
     /// A connection (of `user`, if it has a token) joined a presence channel the
     /// worker holds.
-    pub fn presence_join(&self, channel: &Arc<Channel>, user: Option<&str>, info: Option<&str>) {
+    pub fn presence_join(&self, channel: &ChannelRef, user: Option<&str>, info: Option<&str>) {
         let mut state = channel.state();
-        let change = state
-            .presence
-            .get_or_insert_with(Box::default)
+        let change = self
+            .presences()
+            .entry(channel.id)
+            .or_default()
             .join(user, info);
         if let (Change::Joined, Some(user), true) = (change, user, self.presence_events) {
             self.presence_event(channel, &mut state, "join", user, info);
@@ -324,7 +322,7 @@ impl Hub {
     /// Redis like any message, so that every node's subscribers see it in order.
     fn presence_event(
         &self,
-        channel: &Arc<Channel>,
+        channel: &ChannelRef,
         state: &mut ChannelState,
         kind: &str,
         user: &str,
@@ -347,15 +345,18 @@ impl Hub {
     }
 
     /// The connection left; its user's leave is decided by the sweep after the grace.
-    pub fn presence_leave(&self, channel: &Arc<Channel>, user: Option<&str>) {
+    pub fn presence_leave(&self, channel: &ChannelRef, user: Option<&str>) {
         let now = self.now_s();
         let mut state = channel.state();
-        let Some(presence) = state.presence.as_mut() else {
-            return;
-        };
-        presence.leave(user, now);
-        if presence.is_empty() {
-            state.presence = None;
+        {
+            let mut presences = self.presences();
+            let Some(presence) = presences.get_mut(&channel.id) else {
+                return;
+            };
+            presence.leave(user, now);
+            if presence.is_empty() {
+                presences.remove(&channel.id);
+            }
         }
         self.watch(channel, &mut state);
         drop(state);
@@ -376,22 +377,39 @@ impl Hub {
         let Some(channel) = self.find(name) else {
             return Ok(presence::empty_json(name));
         };
-        let state = channel.state();
-        Ok(match &state.presence {
+        let _state = channel.state();
+        Ok(match self.presences().get(&channel.id) {
             Some(p) => p.json(name),
             None => presence::empty_json(name),
         })
     }
 
+    fn presences(&self) -> MutexGuard<'_, HashMap<ChannelId, Presence>> {
+        self.presences.lock().expect("presence lock")
+    }
+
+    /// A user's leave is in its grace: the sweep must come back to the channel.
+    fn presence_leaving(&self, channel: &Channel) -> bool {
+        channel.keeps_presence
+            && self
+                .presences()
+                .get(&channel.id)
+                .is_some_and(|p| p.has_leaving())
+    }
+
     /// Announces (with `--presence-events`) the users whose grace has passed.
-    fn expire_presence(&self, channel: &Arc<Channel>, state: &mut ChannelState, now: u32) {
-        let Some(presence) = state.presence.as_mut() else {
-            return;
+    fn expire_presence(&self, channel: &ChannelRef, state: &mut ChannelState, now: u32) {
+        let gone = {
+            let mut presences = self.presences();
+            let Some(presence) = presences.get_mut(&channel.id) else {
+                return;
+            };
+            let gone = presence.expire(now);
+            if presence.is_empty() {
+                presences.remove(&channel.id);
+            }
+            gone
         };
-        let gone = presence.expire(now);
-        if presence.is_empty() {
-            state.presence = None;
-        }
         if !gone.is_empty() {
             self.presence_changed(&channel.name);
         }
@@ -445,7 +463,7 @@ impl Hub {
     }
 
     /// A worker lost its last subscriber of `channel`.
-    pub fn detach(&self, channel: &Arc<Channel>, worker: usize) {
+    pub fn detach(&self, channel: &ChannelRef, worker: usize) {
         let mut state = channel.state();
         state.workers &= !(1 << worker);
         self.watch(channel, &mut state);
@@ -453,8 +471,8 @@ impl Hub {
 
     /// Lists the channel for the sweep if it has history to expire or nothing at
     /// all (then it is removed once idle long enough).
-    fn watch(&self, channel: &Arc<Channel>, state: &mut ChannelState) {
-        let nothing_to_do = state.history.is_empty() && !state.presence_leaving();
+    fn watch(&self, channel: &ChannelRef, state: &mut ChannelState) {
+        let nothing_to_do = state.history.is_empty() && !self.presence_leaving(channel);
         if state.watched || (state.workers != 0 && nothing_to_do) {
             return;
         }
@@ -462,7 +480,7 @@ impl Hub {
         self.watched
             .lock()
             .expect("watch lock")
-            .push(Arc::clone(channel));
+            .push(ChannelRef::clone(channel));
     }
 
     /// Up to `limit` kept messages of `name` after `since`, without creating it.
@@ -494,7 +512,7 @@ impl Hub {
             let mut state = channel.state();
             state.history.expire(now, self.limits.ttl_s);
             self.expire_presence(&channel, &mut state, now);
-            let quiet = state.history.is_empty() && !state.presence_leaving();
+            let quiet = state.history.is_empty() && !self.presence_leaving(&channel);
             let idle = state.workers == 0 && quiet;
             if !idle {
                 state.idle_since = None;
@@ -522,7 +540,7 @@ impl Hub {
         }
     }
 
-    fn remove_if_dead(&self, channel: &Arc<Channel>) {
+    fn remove_if_dead(&self, channel: &ChannelRef) {
         let mut channels = self.channels.write().expect("hub lock");
         let mut state = channel.state();
         if state.removed || state.workers != 0 || !state.history.is_empty() {
@@ -535,7 +553,7 @@ impl Hub {
         state.removed = true;
         if channels
             .get(&*channel.name)
-            .is_some_and(|c| Arc::ptr_eq(&c.0, channel))
+            .is_some_and(|c| ChannelRef::ptr_eq(&c.0, channel))
         {
             channels.remove(&*channel.name);
             if let Some(upstream) = self.upstream.get() {

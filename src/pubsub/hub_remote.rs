@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{AttachError, Channel, Hub};
+use super::{AttachError, Channel, ChannelRef, Hub};
 use crate::proto::command;
 use crate::pubsub::presence;
 use crate::pubsub::publication::Upstream;
@@ -111,17 +111,17 @@ impl Hub {
         self.notify_ready(&channel, waiting);
     }
 
-    fn notify_ready(&self, channel: &Arc<Channel>, workers: u64) {
+    fn notify_ready(&self, channel: &ChannelRef, workers: u64) {
         for (worker, outlet) in self.outlets.iter().enumerate() {
             if workers & (1 << worker) != 0 {
-                outlet.ready(Arc::clone(channel));
+                outlet.ready(ChannelRef::clone(channel));
             }
         }
     }
 
     /// A channel that could not be made: the workers retry and get the refusal.
     fn refused_ready(&self, name: &str, workers: u64) {
-        let placeholder = Arc::new(Channel {
+        let placeholder = ChannelRef::new(Channel {
             id: u32::MAX,
             name: name.into(),
             epoch: Default::default(),
@@ -157,18 +157,18 @@ impl Hub {
     /// Every channel this node holds, with its epoch and last seq: what the broker
     /// resubscribes and resyncs after an outage.
     pub fn held(&self) -> Vec<(Box<str>, Box<str>, u64)> {
-        let channels: Vec<Arc<Channel>> = self
+        let channels: Vec<ChannelRef> = self
             .channels
             .read()
             .expect("hub lock")
             .iter()
-            .map(|c| Arc::clone(&c.0))
+            .map(|c| ChannelRef::clone(&c.0))
             .collect();
         channels
             .into_iter()
             .map(|c| {
                 let last = c.state().last_seq;
-                (c.name.clone(), c.epoch.as_str().into(), last)
+                (c.name.as_str().into(), c.epoch.as_str().into(), last)
             })
             .collect()
     }
@@ -180,20 +180,20 @@ impl Hub {
     /// This node's presence on every channel that keeps it and has someone here:
     /// what the broker writes to Redis for the other nodes. Visits every channel.
     pub fn local_presence(&self) -> Vec<(Box<str>, String)> {
-        let channels: Vec<Arc<Channel>> = self
+        let channels: Vec<ChannelRef> = self
             .channels
             .read()
             .expect("hub lock")
             .iter()
             .filter(|c| c.0.keeps_presence)
-            .map(|c| Arc::clone(&c.0))
+            .map(|c| ChannelRef::clone(&c.0))
             .collect();
         channels
             .into_iter()
             .filter_map(|c| {
-                let state = c.state();
-                let json = state.presence.as_ref()?.json(&c.name);
-                Some((c.name.clone(), json))
+                let _state = c.state();
+                let json = self.presences().get(&c.id)?.json(&c.name);
+                Some((c.name.as_str().into(), json))
             })
             .collect()
     }
@@ -201,8 +201,8 @@ impl Hub {
     /// This node's presence on `name` (`None`: nobody here).
     pub fn local_presence_of(&self, name: &str) -> Option<String> {
         let channel = self.find(name)?;
-        let state = channel.state();
-        state.presence.as_ref().map(|p| p.json(name))
+        let _state = channel.state();
+        self.presences().get(&channel.id).map(|p| p.json(name))
     }
 
     /// Whether `name` keeps presence (`--presence-channels`).

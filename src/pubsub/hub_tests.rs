@@ -9,7 +9,7 @@ impl Outlet for Recorder {
     fn deliver(&self, publication: Publication) {
         self.0.lock().unwrap().push(publication.seq);
     }
-    fn ready(&self, _: Arc<crate::pubsub::hub::Channel>) {}
+    fn ready(&self, _: crate::pubsub::hub::ChannelRef) {}
     fn published(&self, _: usize, _: String) {}
 }
 
@@ -91,7 +91,7 @@ fn an_idle_channel_keeps_its_epoch_while_it_lingers() {
     hub.sweep();
     let again = hub.attach("poll", 0, Position::default()).unwrap().channel;
     assert!(
-        Arc::ptr_eq(&first, &again),
+        ChannelRef::ptr_eq(&first, &again),
         "the same channel, the same epoch"
     );
 }
@@ -215,12 +215,14 @@ mod remote {
 }
 
 #[test]
-fn a_channel_fits_jemallocs_96_byte_class() {
-    // An empty history is boxed away, the epoch inline and the idle clock 4 bytes:
-    // a user's own channel costs one 96 B block (and its name's).
+fn a_channel_fits_jemallocs_80_byte_class() {
+    // An empty history is boxed away, the epoch and a short name inline, presence
+    // kept by the hub and one reference count: a user's own channel is one 80 B
+    // block, name included.
     assert!(
-        std::mem::size_of::<Channel>() + 16 <= 96,
-        "{} B plus the Arc's counts",
+        std::mem::size_of::<Channel>() + 8 <= 80,
+        "{} B plus the Arc's count",
         std::mem::size_of::<Channel>()
     );
+    assert!("user:1234567890".len() <= ecow::EcoString::INLINE_LIMIT);
 }

@@ -6,4 +6,5 @@ pub mod history;
 pub mod hub;
 pub mod presence;
 pub mod publication;
+pub mod subscribers;
 pub mod topics;

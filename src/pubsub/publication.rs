@@ -4,17 +4,16 @@
 //! (WebSocket frame, SSE event, long-poll answer).
 
 use std::fmt;
-use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::hub::Channel;
+use super::hub::ChannelRef;
 
 #[derive(Debug, Clone)]
 pub struct Publication {
     /// The channel itself, not only its id: a worker compares identities, so a
     /// publication of a removed channel never reaches a newer one.
-    pub channel: Arc<Channel>,
+    pub channel: ChannelRef,
     pub seq: u64,
     pub payload: Bytes,
 }
@@ -24,7 +23,7 @@ pub struct Publication {
 pub trait Outlet: Send + Sync + fmt::Debug {
     fn deliver(&self, publication: Publication);
     /// A channel this worker waited on (`AttachError::Syncing`) may be attached now.
-    fn ready(&self, channel: Arc<Channel>);
+    fn ready(&self, channel: ChannelRef);
     /// The broker's answer to connection `key`'s `publish` command.
     fn published(&self, key: usize, answer: String);
 }

@@ -2,8 +2,6 @@
 //! which every transport shares: a subscription starts live from a known seq, after
 //! the catch-up a resume asked for.
 
-use std::sync::Arc;
-
 use bytes::{Bytes, BytesMut};
 
 use super::stall::SYNCING;
@@ -12,13 +10,13 @@ use super::Worker;
 use crate::proto::command::{self, Command};
 use crate::proto::ws;
 use crate::pubsub::history::CatchUp;
-use crate::pubsub::hub::{AttachError, Channel, Position, TOO_MANY_CHANNELS};
+use crate::pubsub::hub::{AttachError, ChannelRef, Position, TOO_MANY_CHANNELS};
 use crate::pubsub::publication::Upstream;
 
 /// A connection joined a channel.
 #[derive(Debug)]
 pub(super) struct Joined {
-    pub channel: Arc<Channel>,
+    pub channel: ChannelRef,
     /// Where the connection stands once `catch_up` is delivered; every later
     /// message reaches it through fan-out.
     pub last_seq: u64,
@@ -135,7 +133,7 @@ impl Worker {
         let held = self.hub.find(name).and_then(|c| {
             self.topics
                 .of(&c)
-                .map(|l| (Arc::clone(&l.channel), l.last_seq))
+                .map(|l| (ChannelRef::clone(&l.channel), l.last_seq))
         });
         if let Some((channel, last_seq)) = held {
             let catch_up = self.hub.catch_up(&channel, position, last_seq);
@@ -161,7 +159,7 @@ impl Worker {
             Err(AttachError::TooManyChannels) => return Err(TOO_MANY_CHANNELS),
         };
         self.topics
-            .insert(Arc::clone(&joined.channel), joined.last_seq);
+            .insert(ChannelRef::clone(&joined.channel), joined.last_seq);
         self.add_subscriber(key, &joined.channel)?;
         Ok(Joined {
             channel: joined.channel,
@@ -170,7 +168,7 @@ impl Worker {
         })
     }
 
-    fn add_subscriber(&mut self, key: usize, channel: &Arc<Channel>) -> Result<(), &'static str> {
+    fn add_subscriber(&mut self, key: usize, channel: &ChannelRef) -> Result<(), &'static str> {
         if self.subscription_count(key) >= self.settings.max_subscriptions {
             return Err("too many subscriptions");
         }
@@ -223,7 +221,7 @@ impl Worker {
             .topics
             .get(subscription.channel)
             .filter(|local| local.channel.keeps_presence)
-            .map(|local| Arc::clone(&local.channel));
+            .map(|local| ChannelRef::clone(&local.channel));
         if let Some(channel) = presence {
             self.presence_left(key, &channel);
         }

@@ -13,8 +13,6 @@
 //! gzip segment, and the long-poll answer as one gzip member, each built once on
 //! first use and shared by every gzip-taking subscriber (`proto::gzip`).
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use mio::Token;
 
@@ -26,7 +24,7 @@ use crate::config::Config;
 use crate::proto::deflate::Deflater;
 use crate::proto::gzip;
 use crate::proto::{poll, sse, ws};
-use crate::pubsub::hub::Channel;
+use crate::pubsub::hub::{Channel, ChannelRef};
 use crate::pubsub::publication::Publication;
 use crate::pubsub::topics::Topics;
 
@@ -38,7 +36,7 @@ impl Worker {
         // Stable: a channel's publications stay in sequence order.
         self.publications.sort_by_key(|p| p.channel.id);
         let mut publications = std::mem::take(&mut self.publications);
-        for group in publications.chunk_by(|a, b| Arc::ptr_eq(&a.channel, &b.channel)) {
+        for group in publications.chunk_by(|a, b| ChannelRef::ptr_eq(&a.channel, &b.channel)) {
             self.fan_out_channel(group);
         }
         super::recycle(&mut publications);
@@ -50,7 +48,7 @@ impl Worker {
         let Some(local) = self
             .topics
             .get_mut(channel.id)
-            .filter(|local| Arc::ptr_eq(&local.channel, channel))
+            .filter(|local| ChannelRef::ptr_eq(&local.channel, channel))
         else {
             return;
         };
@@ -62,7 +60,9 @@ impl Worker {
         local.last_seq = last.seq;
         // Taken out while the connections are written, put back below; nothing
         // joins or leaves during fan-out (answered polls leave afterwards).
-        let subscribers = std::mem::take(&mut local.subscribers);
+        let Some(subscribers) = self.topics.take_subscribers(channel.id) else {
+            return;
+        };
         let mut wire = Encodings {
             channel,
             fresh: &fresh,
@@ -79,7 +79,7 @@ impl Worker {
         let cap = self.settings.max_queued_bytes;
         let mut slow = Vec::new();
         let mut reached = 0u64;
-        for &key in &subscribers {
+        for &key in subscribers.as_slice() {
             let key = key as usize;
             let conn = &self.conns[key];
             if !conn.takes_pushes() {
@@ -140,9 +140,7 @@ impl Worker {
             }
         }
         self.counters.delivered += fresh.len() as u64 * reached;
-        if let Some(local) = self.topics.get_mut(channel.id) {
-            local.subscribers = subscribers;
-        }
+        self.topics.put_back_subscribers(channel.id, subscribers);
         // Closed once the list is back: closing leaves the channel.
         for key in slow {
             self.close_slow_consumer(key);
@@ -167,7 +165,7 @@ impl Worker {
 
 /// One channel's messages of this turn, encoded on first use per transport.
 struct Encodings<'a> {
-    channel: &'a Arc<Channel>,
+    channel: &'a ChannelRef,
     fresh: &'a [&'a Publication],
     settings: &'a Config,
     websocket: Option<Bytes>,

@@ -13,7 +13,7 @@ use mio::net::TcpStream;
 use mio::Waker;
 
 use crate::admission::Admission;
-use crate::pubsub::hub::Channel;
+use crate::pubsub::hub::ChannelRef;
 use crate::pubsub::publication::{Outlet, Publication};
 
 #[derive(Debug)]
@@ -25,7 +25,7 @@ pub enum Mail {
     },
     Publication(Publication),
     /// The broker synced a channel this worker waited on: retry the joins.
-    Ready(Arc<Channel>),
+    Ready(ChannelRef),
     /// The broker's answer to a connection's `publish` command.
     Published {
         key: usize,
@@ -118,7 +118,7 @@ impl Outlet for Inbox {
         self.push(Mail::Publication(publication));
     }
 
-    fn ready(&self, channel: Arc<Channel>) {
+    fn ready(&self, channel: ChannelRef) {
         self.push(Mail::Ready(channel));
     }
 

@@ -3,7 +3,6 @@
 //! once-a-second sweep, and the presence hooks on join and leave. The rules
 //! themselves are in `crate::auth`, free of clocks; the wall clock is read here.
 
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::connection::{Connection, Phase, Transport};
@@ -11,7 +10,7 @@ use super::Worker;
 use crate::auth::rules::Denied;
 use crate::auth::{self, Session};
 use crate::proto::{command, sse};
-use crate::pubsub::hub::Channel;
+use crate::pubsub::hub::ChannelRef;
 
 /// A close reason fits a control frame: 125 bytes less the 2-byte code.
 const MAX_CLOSE_REASON: usize = 123;
@@ -199,7 +198,7 @@ impl Worker {
     }
 
     /// The connection joined a channel that keeps presence.
-    pub(super) fn presence_joined(&self, key: usize, channel: &Arc<Channel>) {
+    pub(super) fn presence_joined(&self, key: usize, channel: &ChannelRef) {
         let session = self.session(key);
         self.hub.presence_join(
             channel,
@@ -209,7 +208,7 @@ impl Worker {
     }
 
     /// The connection left a channel that keeps presence.
-    pub(super) fn presence_left(&self, key: usize, channel: &Arc<Channel>) {
+    pub(super) fn presence_left(&self, key: usize, channel: &ChannelRef) {
         let user = self.session(key).map(Session::user);
         self.hub.presence_leave(channel, user);
     }

@@ -1,0 +1,225 @@
+//! A channel's local subscribers (slab keys of the worker's connections) in 8 bytes:
+//! up to two keys inline, or the index of a longer list that the worker keeps in
+//! its `Lists`. A per-user channel has one subscriber per worker, and a 16-byte
+//! enum of "inline or boxed" would cost each such channel 8 bytes more in the
+//! worker's table (a 32 B bucket instead of 24).
+
+use slab::Slab;
+
+/// Two keys, or `[SPILLED, index]`. Slab keys stay below both markers: a worker's
+/// slab holds at most `--max-connections`, far under 2^32 - 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscribers {
+    keys: [u32; 2],
+}
+
+const NONE: u32 = u32::MAX;
+const SPILLED: u32 = u32::MAX - 1;
+
+impl Default for Subscribers {
+    fn default() -> Self {
+        Subscribers { keys: [NONE; 2] }
+    }
+}
+
+/// The lists of channels with more than two local subscribers.
+#[derive(Debug, Default)]
+pub struct Lists {
+    lists: Slab<Vec<u32>>,
+}
+
+/// A channel's subscribers taken out while its connections are written.
+#[derive(Debug)]
+pub enum Taken {
+    Inline(Subscribers),
+    List(usize, Vec<u32>),
+}
+
+impl Taken {
+    pub fn as_slice(&self) -> &[u32] {
+        match self {
+            Taken::Inline(inline) => inline.inline(),
+            Taken::List(_, keys) => keys,
+        }
+    }
+}
+
+impl Subscribers {
+    fn spilled(&self) -> Option<usize> {
+        (self.keys[0] == SPILLED).then_some(self.keys[1] as usize)
+    }
+
+    fn inline(&self) -> &[u32] {
+        let len = self.keys.iter().take_while(|&&k| k < SPILLED).count();
+        &self.keys[..len]
+    }
+
+    pub fn as_slice<'a>(&'a self, lists: &'a Lists) -> &'a [u32] {
+        match self.spilled() {
+            Some(index) => &lists.lists[index],
+            None => self.inline(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys[0] == NONE
+    }
+
+    /// Adds `key`; returns its position.
+    pub fn push(&mut self, lists: &mut Lists, key: u32) -> u32 {
+        debug_assert!(key < SPILLED, "slab key {key} collides with a marker");
+        if let Some(index) = self.spilled() {
+            let list = &mut lists.lists[index];
+            list.push(key);
+            return (list.len() - 1) as u32;
+        }
+        match self.keys {
+            [NONE, _] => {
+                self.keys[0] = key;
+                0
+            }
+            [_, NONE] => {
+                self.keys[1] = key;
+                1
+            }
+            [a, b] => {
+                let index = lists.lists.insert(vec![a, b, key]);
+                self.keys = [SPILLED, index as u32];
+                2
+            }
+        }
+    }
+
+    /// Moves the last key into `position` (panics past the end, as `Vec` does).
+    /// A list down to two keys comes back inline.
+    pub fn swap_remove(&mut self, lists: &mut Lists, position: usize) {
+        let Some(index) = self.spilled() else {
+            let len = self.inline().len();
+            assert!(position < len, "no subscriber at {position}");
+            self.keys[position] = self.keys[len - 1];
+            self.keys[len - 1] = NONE;
+            return;
+        };
+        let list = &mut lists.lists[index];
+        list.swap_remove(position);
+        if list.len() <= 2 {
+            let list = lists.lists.remove(index);
+            self.keys = [NONE; 2];
+            self.keys[..list.len()].copy_from_slice(&list);
+        } else if list.capacity() > 4 * list.len() + 16 {
+            list.shrink_to_fit();
+        }
+    }
+
+    /// Takes the keys out for a fan-out (nothing joins or leaves meanwhile).
+    pub fn take(&self, lists: &mut Lists) -> Taken {
+        match self.spilled() {
+            Some(index) => Taken::List(index, std::mem::take(&mut lists.lists[index])),
+            None => Taken::Inline(*self),
+        }
+    }
+
+    /// Puts back what `take` took.
+    pub fn put_back(&self, lists: &mut Lists, taken: Taken) {
+        if let (Some(index), Taken::List(taken_from, keys)) = (self.spilled(), taken) {
+            if index == taken_from {
+                lists.lists[index] = keys;
+            }
+        }
+    }
+
+    /// Gives the list's memory back once the channel has no subscriber here.
+    pub fn release(self, lists: &mut Lists) {
+        if let Some(index) = self.spilled() {
+            lists.lists.remove(index);
+        }
+    }
+}
+
+impl Lists {
+    /// Lists held now (channels with more than two subscribers here).
+    pub fn len(&self) -> usize {
+        self.lists.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lists.is_empty()
+    }
+
+    /// Gives back the slab of a worker that once held many more crowded channels.
+    pub fn shrink(&mut self) {
+        if self.lists.capacity() > 4 * self.lists.len() + 64 {
+            self.lists.shrink_to_fit();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_subscribers_stay_inline_and_more_spill_and_come_back() {
+        assert_eq!(std::mem::size_of::<Subscribers>(), 8);
+        let mut lists = Lists::default();
+        let mut subs = Subscribers::default();
+        assert!(subs.is_empty());
+        assert_eq!(subs.push(&mut lists, 7), 0);
+        assert_eq!(subs.push(&mut lists, 8), 1);
+        assert_eq!(subs.spilled(), None);
+        assert_eq!(subs.push(&mut lists, 9), 2);
+        assert!(subs.spilled().is_some());
+        assert_eq!(subs.as_slice(&lists), &[7, 8, 9]);
+        subs.swap_remove(&mut lists, 0);
+        assert_eq!(subs.as_slice(&lists), &[9, 8]);
+        assert_eq!(subs.spilled(), None, "back inline at two");
+        assert_eq!(lists.lists.len(), 0, "the list was given back");
+        subs.swap_remove(&mut lists, 1);
+        assert_eq!(subs.as_slice(&lists), &[9]);
+        subs.swap_remove(&mut lists, 0);
+        assert!(subs.is_empty());
+        assert!(subs.as_slice(&lists).is_empty());
+    }
+
+    #[test]
+    fn a_taken_list_comes_back_whole() {
+        let mut lists = Lists::default();
+        let mut subs = Subscribers::default();
+        for key in 0..5 {
+            subs.push(&mut lists, key);
+        }
+        let taken = subs.take(&mut lists);
+        assert_eq!(taken.as_slice(), &[0, 1, 2, 3, 4]);
+        subs.put_back(&mut lists, taken);
+        assert_eq!(subs.as_slice(&lists), &[0, 1, 2, 3, 4]);
+        let inline = Subscribers::default();
+        assert!(inline.take(&mut lists).as_slice().is_empty());
+        subs.release(&mut lists);
+        assert_eq!(lists.lists.len(), 0);
+    }
+
+    #[test]
+    fn a_large_list_gives_memory_back_as_it_empties() {
+        let mut lists = Lists::default();
+        let mut subs = Subscribers::default();
+        for key in 0..1000 {
+            subs.push(&mut lists, key);
+        }
+        for _ in 0..990 {
+            subs.swap_remove(&mut lists, 0);
+        }
+        let spilled = subs.as_slice(&lists);
+        assert_eq!(spilled.len(), 10);
+        let index = subs.spilled().expect("ten stay spilled");
+        assert!(lists.lists[index].capacity() <= 4 * 10 + 16);
+    }
+
+    #[test]
+    #[should_panic(expected = "no subscriber at 1")]
+    fn removing_past_the_end_panics_as_a_vec_does() {
+        let mut lists = Lists::default();
+        let mut subs = Subscribers::default();
+        subs.push(&mut lists, 3);
+        subs.swap_remove(&mut lists, 1);
+    }
+}
