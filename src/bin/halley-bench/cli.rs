@@ -21,9 +21,10 @@ use clap::{Args, Parser, Subcommand};
         {refused, timeout, http_503, handshake, other, dropped, total}, errors, success_pct, \
         connections_per_s, time_to_target_s, handshake_ms and latency_ms {p50, p95, p99, p999, \
         max}, cycles, published, publish_errors, expected_deliveries, deliveries, \
-        deliveries_per_s, lost, duplicated, out_of_order, transport; reconnect adds \
-        dropped_subscribers, resumed, not_recovered, caught_up and resync_ms {p50, p95, \
-        p99, p999, max}.\n\n\
+        deliveries_per_s, lost, duplicated, out_of_order, polls_not_recovered (poll \
+        answers after a connection's first that said recovered:false), transport; \
+        reconnect adds dropped_subscribers, resumed, not_recovered (resumes answered \
+        recovered:false), caught_up and resync_ms {p50, p95, p99, p999, max}.\n\n\
         latency_ms is publish-to-delivery for fanout and reconnect, connect-to-\"subscribed\" \
         for churn and the handshake (TCP connect to 101, or to the SSE or first poll \
         answer's 200) for hold and burst. \

@@ -133,8 +133,8 @@ impl Sink {
                 let first = std::mem::replace(&mut meta.awaiting_reply, false);
                 if !first && recovered == Some(false) {
                     // A poll that continues the previous answer's position lost nothing
-                    // the server could know of: it must be recovered.
-                    self.resume.not_recovered += 1;
+                    // unless more than the history arrived before it came back.
+                    self.resume.polls_not_recovered += 1;
                 }
                 if let Some(r) = meta.resume.as_mut() {
                     if first {
@@ -810,6 +810,7 @@ impl Reactor {
         self.out.out_of_order = s.counts.out_of_order;
         self.out.foreign = s.counts.foreign;
         self.out.not_recovered = s.resume.not_recovered;
+        self.out.polls_not_recovered = s.resume.polls_not_recovered;
         self.out.no_recovered_field = s.resume.no_recovered_field;
         self.out.caught_up = s.resume.caught_up;
         self.out.bad_ids = s.bad_ids;
