@@ -13,6 +13,8 @@ use clap::{Args, Parser, Subcommand};
         Opens many connections (mio, one reactor thread per core) over WebSocket, \
         Server-Sent Events or long-polling (--transport), subscribes them to channels, \
         publishes through the HTTP API and reports a verdict. \
+        With --token-secret-file every connection carries a connection \
+        token (?token=JWT), so servers started with --require-token can be loaded. \
         Progress goes to stderr once per second; the report goes to stdout, and with \
         --json the last stdout line is one JSON object.\n\n\
         Exit status: 0 on success; 1 when the success rate is below --min-success or a \
@@ -64,6 +66,19 @@ pub struct Common {
     /// `Authorization: Bearer KEY` on every publish
     #[arg(long, global = true, value_name = "FILE")]
     pub api_key_file: Option<std::path::PathBuf>,
+
+    /// File with the server's HS256 token secret (its --token-secret-file): every
+    /// client connection sends `?token=JWT` signed with it (on each poll too), with
+    /// `sub` = `bench-<n>` (or ID for a `user:ID` channel), `exp` = now + --token-ttl
+    /// and, for a `private:` channel, `channels` granting it. Made at each connect
+    /// (a resume gets a new one). Needed with the server's --require-token, and on
+    /// `private:` and `user:` channels
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_secret_file: Option<std::path::PathBuf>,
+
+    /// Lifetime of each token, seconds from its connect (--token-secret-file)
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 3600)]
+    pub token_ttl: u64,
 
     /// Connections (hold, fanout, burst) or concurrent connect/close loops (churn)
     #[arg(long, global = true, default_value_t = 1000)]

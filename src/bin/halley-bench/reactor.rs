@@ -70,6 +70,8 @@ pub struct Plan {
     pub subscribe: bool,
     /// WebSocket subscribers offer permessage-deflate (--deflate).
     pub deflate: bool,
+    /// --token-secret-file: each connection carries a token made at its connect.
+    pub tokens: Option<Arc<crate::tokens::Minter>>,
 }
 
 /// Set by the scenario driver.
@@ -472,6 +474,10 @@ impl Reactor {
             Some(r) if r.resuming => (Some(r.pos), r.epoch.as_deref().map(str::to_string)),
             _ => (None, None),
         };
+        let token = plan.tokens.as_ref().map(|minter| {
+            let joins = plan.subscribe.then_some(channel.as_str());
+            minter.mint(slot, joins, unix_us() / 1_000_000)
+        });
         let ws_path = match (plan.kind, since) {
             (Kind::Churn, _) | (Kind::Reconnect, None) => "/ws".to_string(),
             _ if !plan.subscribe => "/ws".to_string(),
@@ -520,6 +526,7 @@ impl Reactor {
             since,
             epoch: epoch.as_deref(),
             deflate: plan.deflate,
+            token: token.as_deref(),
         };
         entry.insert(Conn::new(stream, &target, meta));
         self.pending += 1;
