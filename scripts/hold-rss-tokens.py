@@ -2,7 +2,8 @@
 """Server RSS (and jemalloc heap) per idle WebSocket held on one shared channel,
 without and with tokens (--require-token, a distinct sub per connection), as an
 outside client sees it: idle VmRSS, then VmRSS once N are held (101 read), divided
-by N. A Python holder, because halley-bench has no token option yet.
+by N. A Python holder, written before halley-bench had a token option; for any
+transport, `scripts/hold-rss.py --token-secret-file F` does the same with halley-bench.
 
     scripts/hold-rss-tokens.py [N]      # default 10000; run from the repo root after
                                         # cargo build --release; 2 runs of each

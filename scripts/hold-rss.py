@@ -5,14 +5,16 @@ VmRSS, then VmRSS once N connections are held by halley-bench, divided by N.
     scripts/hold-rss.py [--transport ws|sse|poll] [--connections 10000] [--runs 3]
                         [--case shared|own|none] [--base 0] [--wait 1]
                         [--env NAME=VALUE] [--server target/release/halley]
-                        [--bench target/release/halley-bench]
+                        [--bench target/release/halley-bench] [--token-secret-file F]
 
 --case: every connection on one shared channel (default), each on a channel of its
 own, or none subscribed (WebSocket only). --base B first opens and holds B
 connections and measures from there (the growth method: B -> B + N). --env sets a
 variable for the server only (e.g. _RJEM_MALLOC_CONF=...). --warm serves 10
 short-lived connections before the idle reading. Each run prints VmRSS and RssAnon
-per connection (the latter without the binary's code pages).
+per connection (the latter without the binary's code pages). --token-secret-file F
+starts the server with --require-token and that secret, and every connection of
+halley-bench carries a token signed with it (sub bench-N, one per connection).
 
 Starts its own server on 127.0.0.1 (fixed ports 28180/28181, or --port), reads
 VmRSS from /proc (and jemalloc's allocated bytes from /api/stats) 1.5 s after start-up (or --wait s after the base is all open) and
@@ -38,6 +40,7 @@ def stats(api):
         return json.load(r)
 
 def start_bench(a, client, api, key_args, count, prefix, duration):
+    key_args = key_args + (["--token-secret-file", a.token_secret_file] if a.token_secret_file else [])
     channels = count if a.case == "own" else 1
     case_args = ["--no-subscribe"] if a.case == "none" else []
     return subprocess.Popen([a.bench, "--url", f"ws://{client}", "--api", f"http://{api}",
@@ -60,6 +63,10 @@ def failures(bench):
     failed = verdict.get("failed", {})
     return failed.get("total", failed) if isinstance(failed, dict) else failed
 
+def token_args(a):
+    """The server's side of --token-secret-file: every channel needs a token."""
+    return ["--require-token", "--token-secret-file", a.token_secret_file] if a.token_secret_file else []
+
 def one_run(a, port, key_args):
     client, api = f"127.0.0.1:{port}", f"127.0.0.1:{port + 1}"
     env = dict(os.environ)
@@ -68,7 +75,7 @@ def one_run(a, port, key_args):
         env[name] = value
     server = subprocess.Popen([a.server, "serve", "--listen", client, "--api-listen", api,
                                "--ping-interval", "0", "--idle-timeout", "0", "--stats", "false",
-                               *key_args],
+                               *key_args, *token_args(a)],
                               stdout=subprocess.DEVNULL, env=env)
     benches = []
     try:
@@ -117,6 +124,8 @@ def main():
     ap.add_argument("--warm", action="store_true",
                     help="serve 10 short-lived connections before the idle reading")
     ap.add_argument("--api-key-file", help="pass this API key file to the server and send its key")
+    ap.add_argument("--token-secret-file",
+                    help="server: --require-token with this secret; halley-bench: a token per connection")
     a = ap.parse_args()
     global API_KEY
     key_args = []
@@ -128,7 +137,8 @@ def main():
         idle, held, heap, failed = one_run(a, a.port, key_args)
         per = (held[0] - idle[0]) * 1024 / a.connections
         anon = (held[1] - idle[1]) * 1024 / a.connections
-        print(f"{a.transport} {a.case}{' warm' if a.warm else ''} run {run + 1}: "
+        print(f"{a.transport} {a.case}{' tokens' if a.token_secret_file else ''}"
+              f"{' warm' if a.warm else ''} run {run + 1}: "
               f"{'idle' if not a.base else f'{a.base} held'} {idle[0]} KiB, "
               f"+{a.connections} held {held[0]} KiB: {per:.1f} B/conn (RssAnon {anon:.1f} B/conn), "
               f"heap {heap:.1f} B/conn (bench failed: {failed})", flush=True)

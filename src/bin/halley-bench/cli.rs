@@ -13,6 +13,8 @@ use clap::{Args, Parser, Subcommand};
         Opens many connections (mio, one reactor thread per core) over WebSocket, \
         Server-Sent Events or long-polling (--transport), subscribes them to channels, \
         publishes through the HTTP API and reports a verdict. \
+        With --token-secret-file every connection carries a connection \
+        token (?token=JWT), so servers started with --require-token can be loaded. \
         Progress goes to stderr once per second; the report goes to stdout, and with \
         --json the last stdout line is one JSON object.\n\n\
         Exit status: 0 on success; 1 when the success rate is below --min-success or a \
@@ -21,9 +23,10 @@ use clap::{Args, Parser, Subcommand};
         {refused, timeout, http_503, handshake, other, dropped, total}, errors, success_pct, \
         connections_per_s, time_to_target_s, handshake_ms and latency_ms {p50, p95, p99, p999, \
         max}, cycles, published, publish_errors, expected_deliveries, deliveries, \
-        deliveries_per_s, lost, duplicated, out_of_order, transport; reconnect adds \
-        dropped_subscribers, resumed, not_recovered, caught_up and resync_ms {p50, p95, \
-        p99, p999, max}.\n\n\
+        deliveries_per_s, lost, duplicated, out_of_order, polls_not_recovered (poll \
+        answers after a connection's first that said recovered:false), transport; \
+        reconnect adds dropped_subscribers, resumed, not_recovered (resumes answered \
+        recovered:false), caught_up and resync_ms {p50, p95, p99, p999, max}.\n\n\
         latency_ms is publish-to-delivery for fanout and reconnect, connect-to-\"subscribed\" \
         for churn and the handshake (TCP connect to 101, or to the SSE or first poll \
         answer's 200) for hold and burst. \
@@ -63,6 +66,19 @@ pub struct Common {
     /// `Authorization: Bearer KEY` on every publish
     #[arg(long, global = true, value_name = "FILE")]
     pub api_key_file: Option<std::path::PathBuf>,
+
+    /// File with the server's HS256 token secret (its --token-secret-file): every
+    /// client connection sends `?token=JWT` signed with it (on each poll too), with
+    /// `sub` = `bench-<n>` (or ID for a `user:ID` channel), `exp` = now + --token-ttl
+    /// and, for a `private:` channel, `channels` granting it. Made at each connect
+    /// (a resume gets a new one). Needed with the server's --require-token, and on
+    /// `private:` and `user:` channels
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_secret_file: Option<std::path::PathBuf>,
+
+    /// Lifetime of each token, seconds from its connect (--token-secret-file)
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 3600)]
+    pub token_ttl: u64,
 
     /// Connections (hold, fanout, burst) or concurrent connect/close loops (churn)
     #[arg(long, global = true, default_value_t = 1000)]

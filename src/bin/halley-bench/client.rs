@@ -99,12 +99,16 @@ struct PollState {
     /// The outstanding request is the first one's probe (see `comet::PROBE_SINCE`):
     /// the messages of its answer precede the subscription and are not handed over.
     probe: bool,
+    /// The connection's token: the server takes a poll's token from each request.
+    token: Option<Box<str>>,
 }
 
 impl PollState {
     fn request(&self, out: &mut Vec<u8>) {
         let q = comet::query(&self.channel, Some(self.since), self.epoch.as_deref());
-        comet::poll_request(&format!("/poll?{q}"), &self.host, out);
+        let mut path = format!("/poll?{q}");
+        crate::tokens::append(&mut path, self.token.as_deref());
+        comet::poll_request(&path, &self.host, out);
     }
 }
 
@@ -119,6 +123,8 @@ pub struct Target<'a> {
     pub epoch: Option<&'a str>,
     /// ws: offer permessage-deflate.
     pub deflate: bool,
+    /// `?token=` on the request (each poll's).
+    pub token: Option<&'a str>,
 }
 
 /// The scenario's per-connection state, visible to the text callback.
@@ -194,13 +200,18 @@ impl Conn {
     pub fn new(stream: TcpStream, to: &Target<'_>, meta: Meta) -> Conn {
         let mut poll = None;
         let (request, accept) = match to.transport {
-            Transport::Ws => ws::request(to.path_or_channel, to.host, to.deflate),
+            Transport::Ws => {
+                let mut path = to.path_or_channel.to_string();
+                crate::tokens::append(&mut path, to.token);
+                ws::request(&path, to.host, to.deflate)
+            }
             Transport::Sse => {
-                let q = comet::query(to.path_or_channel, to.since, to.epoch);
-                (
-                    comet::sse_request(&format!("/sse?{q}"), to.host),
-                    String::new(),
-                )
+                let mut path = format!(
+                    "/sse?{}",
+                    comet::query(to.path_or_channel, to.since, to.epoch)
+                );
+                crate::tokens::append(&mut path, to.token);
+                (comet::sse_request(&path, to.host), String::new())
             }
             Transport::Poll => {
                 let state = PollState {
@@ -209,6 +220,7 @@ impl Conn {
                     since: to.since.unwrap_or(comet::PROBE_SINCE),
                     epoch: to.epoch.map(Into::into),
                     probe: to.since.is_none(),
+                    token: to.token.map(Into::into),
                 };
                 let mut req = Vec::new();
                 state.request(&mut req);

@@ -3,8 +3,9 @@
 //! Layout: `cli` (options) → `main` (set-up, one process or `procs` children) →
 //! `engine` (phases of a run) → `reactor` (mio threads) → `client` (one connection)
 //! → `ws`, `comet` (wire formats: WebSocket; SSE and long-polling); `check` verifies
-//! deliveries, `resume` keeps a reconnecting subscriber's position, `publisher` posts
-//! to the API, `progress` prints the live line and `report` the verdict.
+//! deliveries, `resume` keeps a reconnecting subscriber's position, `tokens` signs each
+//! connection's token (`--token-secret-file`), `publisher` posts to the API,
+//! `progress` prints the live line and `report` the verdict.
 
 mod check;
 mod cli;
@@ -20,6 +21,7 @@ mod resume;
 mod stats;
 mod sys;
 mod target;
+mod tokens;
 mod wire;
 mod ws;
 
@@ -69,6 +71,8 @@ struct Setup {
     subscribe: bool,
     /// Channels the connections are spread over (own-channels: one each).
     channels: usize,
+    /// --token-secret-file: what signs each connection's token.
+    tokens: Option<Arc<tokens::Minter>>,
 }
 
 /// The client listener: `ws://` or `http://`, whatever the transport.
@@ -111,6 +115,10 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
     let api_auth = api_key.as_ref().map_or(String::new(), |key| {
         format!("Authorization: Bearer {key}\r\n")
     });
+    let tokens = match &c.token_secret_file {
+        Some(path) => Some(Arc::new(tokens::Minter::from_file(path, c.token_ttl)?)),
+        None => None,
+    };
     let resp = match &c.resp {
         Some(addr) => Some(target::parse_endpoint(&format!("redis://{addr}"), "redis")?),
         None => None,
@@ -166,6 +174,7 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
                 away: none,
                 subscribe: true,
                 channels,
+                tokens: tokens.clone(),
             }
         }
         Scenario::Hold(a) => Setup {
@@ -179,6 +188,7 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
             away: none,
             subscribe: !a.no_subscribe,
             channels,
+            tokens: tokens.clone(),
         },
         Scenario::Fanout(a) => Setup {
             kind: Kind::Fanout,
@@ -196,6 +206,7 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
             away: none,
             subscribe: true,
             channels,
+            tokens: tokens.clone(),
         },
         Scenario::Reconnect(a) => Setup {
             kind: Kind::Reconnect,
@@ -213,6 +224,7 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
             away: positive_secs(a.away, "--away")?,
             subscribe: true,
             channels,
+            tokens: tokens.clone(),
         },
         Scenario::Churn(a) => Setup {
             kind: Kind::Churn,
@@ -225,6 +237,7 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
             away: none,
             subscribe: true,
             channels,
+            tokens: tokens.clone(),
         },
         Scenario::Burst(_) => Setup {
             kind: Kind::Burst,
@@ -237,6 +250,7 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
             away: none,
             subscribe: true,
             channels,
+            tokens: tokens.clone(),
         },
     })
 }
@@ -336,6 +350,7 @@ fn run_here(cli: &Cli, s: &Setup) -> Result<Outcome, String> {
         away: s.away,
         subscribe: s.subscribe,
         deflate: c.deflate,
+        tokens: s.tokens.clone(),
     };
     let publish_span = match &s.publish {
         Some(p) if p.rate > 0.0 => stats::secs(p.messages as f64 / p.rate),

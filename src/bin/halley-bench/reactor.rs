@@ -70,6 +70,8 @@ pub struct Plan {
     pub subscribe: bool,
     /// WebSocket subscribers offer permessage-deflate (--deflate).
     pub deflate: bool,
+    /// --token-secret-file: each connection carries a token made at its connect.
+    pub tokens: Option<Arc<crate::tokens::Minter>>,
 }
 
 /// Set by the scenario driver.
@@ -133,8 +135,8 @@ impl Sink {
                 let first = std::mem::replace(&mut meta.awaiting_reply, false);
                 if !first && recovered == Some(false) {
                     // A poll that continues the previous answer's position lost nothing
-                    // the server could know of: it must be recovered.
-                    self.resume.not_recovered += 1;
+                    // unless more than the history arrived before it came back.
+                    self.resume.polls_not_recovered += 1;
                 }
                 if let Some(r) = meta.resume.as_mut() {
                     if first {
@@ -472,6 +474,10 @@ impl Reactor {
             Some(r) if r.resuming => (Some(r.pos), r.epoch.as_deref().map(str::to_string)),
             _ => (None, None),
         };
+        let token = plan.tokens.as_ref().map(|minter| {
+            let joins = plan.subscribe.then_some(channel.as_str());
+            minter.mint(slot, joins, unix_us() / 1_000_000)
+        });
         let ws_path = match (plan.kind, since) {
             (Kind::Churn, _) | (Kind::Reconnect, None) => "/ws".to_string(),
             _ if !plan.subscribe => "/ws".to_string(),
@@ -520,6 +526,7 @@ impl Reactor {
             since,
             epoch: epoch.as_deref(),
             deflate: plan.deflate,
+            token: token.as_deref(),
         };
         entry.insert(Conn::new(stream, &target, meta));
         self.pending += 1;
@@ -810,6 +817,7 @@ impl Reactor {
         self.out.out_of_order = s.counts.out_of_order;
         self.out.foreign = s.counts.foreign;
         self.out.not_recovered = s.resume.not_recovered;
+        self.out.polls_not_recovered = s.resume.polls_not_recovered;
         self.out.no_recovered_field = s.resume.no_recovered_field;
         self.out.caught_up = s.resume.caught_up;
         self.out.bad_ids = s.bad_ids;

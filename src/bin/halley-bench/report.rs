@@ -120,8 +120,15 @@ pub fn verdict(
     }
     if o.not_recovered > 0 {
         problems.push(format!(
-            "{} resumes or polls answered recovered:false",
+            "{} resumes answered recovered:false",
             o.not_recovered
+        ));
+    }
+    if o.polls_not_recovered > 0 {
+        problems.push(format!(
+            "{} polls after the first answered recovered:false (more than the \
+             history arrived within a poll round trip)",
+            o.polls_not_recovered
         ));
     }
     if kind == Kind::Reconnect {
@@ -185,6 +192,7 @@ pub fn verdict(
         json["resync_ms"] = quantiles(&o.resync);
     }
     json["not_recovered"] = json!(o.not_recovered);
+    json["polls_not_recovered"] = json!(o.polls_not_recovered);
     if kind.checks_deliveries() {
         json["bad_ids"] = json!(o.bad_ids);
     }

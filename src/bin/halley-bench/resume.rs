@@ -23,9 +23,14 @@ pub struct Resume {
 /// What the reply or first answer of a connection said, as the sink records it.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ResumeCounts {
-    /// Resumes that answered `recovered:false`, and poll answers after a connection's
-    /// first that did.
+    /// Resumes that answered `recovered:false`: at most one per resume, so in a
+    /// reconnect past the history exactly one per dropped subscriber.
     pub not_recovered: u64,
+    /// Poll answers after a connection's first that said `recovered:false`: more
+    /// than the channel's history arrived within one poll round trip (a slow client
+    /// or a small `--history-size`). Apart from `not_recovered`, which counts each
+    /// resume's answer, because how often this happens depends on timing.
+    pub polls_not_recovered: u64,
     /// Resumes whose answer had no `recovered` field at all.
     pub no_recovered_field: u64,
     /// Pushes received after a resume with seq up to the channel's seq at the resume.

@@ -108,6 +108,9 @@ pub struct Outcome {
     /// reconnect: resumes answered `recovered:false`, or without the field.
     #[serde(default)]
     pub not_recovered: u64,
+    /// poll: answers after a connection's first that said `recovered:false`.
+    #[serde(default)]
+    pub polls_not_recovered: u64,
     #[serde(default)]
     pub no_recovered_field: u64,
     /// reconnect: pushes delivered as catch-up after a resume.
@@ -147,6 +150,7 @@ impl Default for Outcome {
             dropped_subs: 0,
             resumed: 0,
             not_recovered: 0,
+            polls_not_recovered: 0,
             no_recovered_field: 0,
             caught_up: 0,
             resync: new_hist(),
@@ -190,6 +194,7 @@ impl Outcome {
         self.dropped_subs += o.dropped_subs;
         self.resumed += o.resumed;
         self.not_recovered += o.not_recovered;
+        self.polls_not_recovered += o.polls_not_recovered;
         self.no_recovered_field += o.no_recovered_field;
         self.caught_up += o.caught_up;
         let _ = self.resync.add(&o.resync);
