@@ -226,3 +226,36 @@ fn a_channel_fits_jemallocs_80_byte_class() {
     );
     assert!("user:1234567890".len() <= ecow::EcoString::INLINE_LIMIT);
 }
+
+#[test]
+fn the_hub_keeps_presence_only_while_someone_is_there_or_leaving() {
+    static PREFIXES: std::sync::OnceLock<Vec<Box<str>>> = std::sync::OnceLock::new();
+    let prefixes = PREFIXES.get_or_init(|| vec![Box::from("room:")]);
+    let (hub, _) = hub(0, 300);
+    let hub = hub.with_presence(prefixes, false);
+    let room = hub
+        .attach("room:1", 0, Position::default())
+        .unwrap()
+        .channel;
+    let plain = hub.attach("news", 0, Position::default()).unwrap().channel;
+    assert!(room.keeps_presence && !plain.keeps_presence);
+
+    // An anonymous connection is counted, and leaves no entry behind.
+    hub.presence_join(&room, None, None);
+    assert_eq!(hub.presences().len(), 1);
+    assert!(hub
+        .presence_json("room:1")
+        .unwrap()
+        .contains("\"connections\":1"));
+    hub.presence_leave(&room, None);
+    assert!(hub.presences().is_empty(), "nobody left: no entry");
+
+    // A user who leaves stays listed (as leaving) until the sweep decides.
+    hub.presence_join(&room, Some("ann"), None);
+    hub.presence_leave(&room, Some("ann"));
+    assert!(hub.presence_leaving(&room));
+    assert!(!hub.presence_leaving(&plain));
+    hub.presence_join(&room, Some("ann"), None);
+    assert!(!hub.presence_leaving(&room), "back within the grace");
+    assert!(hub.presence_json("news").is_err(), "keeps no presence");
+}
