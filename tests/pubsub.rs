@@ -368,3 +368,48 @@ fn subscriptions_spill_out_of_the_slot_and_back() {
     publisher.publish_ok("sprobe", "7");
     expect_push(&mut one, "sprobe", 2, "7");
 }
+
+#[test]
+fn crowded_channels_keep_their_own_lists_as_lists_are_freed_and_reused() {
+    // One worker: every subscriber of a channel is in the same local list. A third
+    // subscriber moves a channel's keys into the worker's slab of lists; down to two
+    // they come back inline and the list's slot is free for the next crowded channel.
+    let server = Server::start(&["--workers", "1"]);
+    let mut a: Vec<Ws> = (0..3).map(|_| server.connect("/ws")).collect();
+    for ws in &mut a {
+        subscribe(ws, "crowd-a");
+    }
+    send_text(&mut a[0], r#"{"op":"unsubscribe","channel":"crowd-a"}"#);
+    assert_eq!(recv_json(&mut a[0])["op"], "unsubscribed");
+    // crowd-a is inline again; crowd-b takes the freed list, then crowd-a spills anew.
+    let mut b: Vec<Ws> = (0..3).map(|_| server.connect("/ws")).collect();
+    for ws in &mut b {
+        subscribe(ws, "crowd-b");
+    }
+    subscribe(&mut a[0], "crowd-a");
+    let mut publisher = server.publisher();
+    publisher.publish_ok("crowd-a", "1");
+    publisher.publish_ok("crowd-b", "2");
+    for ws in &mut a {
+        expect_push(ws, "crowd-a", 1, "1");
+    }
+    for ws in &mut b {
+        expect_push(ws, "crowd-b", 1, "2");
+    }
+    // Everyone leaves crowd-b, one by one: the next push reaches crowd-a's three only,
+    // and each of them gets exactly one frame (the probe on its own channel follows).
+    for ws in &mut b {
+        send_text(ws, r#"{"op":"unsubscribe","channel":"crowd-b"}"#);
+        assert_eq!(recv_json(ws)["op"], "unsubscribed");
+    }
+    publisher.publish_ok("crowd-b", "3");
+    publisher.publish_ok("crowd-a", "4");
+    for ws in &mut a {
+        expect_push(ws, "crowd-a", 2, "4");
+    }
+    subscribe(&mut b[0], "crowd-probe");
+    publisher.publish_ok("crowd-probe", "5");
+    expect_push(&mut b[0], "crowd-probe", 1, "5");
+    let stats = server.stats();
+    assert_eq!(stats["channels"], 3, "{stats}");
+}
