@@ -377,7 +377,6 @@ impl Hub {
         let Some(channel) = self.find(name) else {
             return Ok(presence::empty_json(name));
         };
-        let _state = channel.state();
         Ok(match self.presences().get(&channel.id) {
             Some(p) => p.json(name),
             None => presence::empty_json(name),

@@ -191,7 +191,6 @@ impl Hub {
         channels
             .into_iter()
             .filter_map(|c| {
-                let _state = c.state();
                 let json = self.presences().get(&c.id)?.json(&c.name);
                 Some((c.name.as_str().into(), json))
             })
@@ -201,7 +200,6 @@ impl Hub {
     /// This node's presence on `name` (`None`: nobody here).
     pub fn local_presence_of(&self, name: &str) -> Option<String> {
         let channel = self.find(name)?;
-        let _state = channel.state();
         self.presences().get(&channel.id).map(|p| p.json(name))
     }
 
