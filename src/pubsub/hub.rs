@@ -162,7 +162,15 @@ pub struct Hub {
     /// Who is connected to each channel that keeps presence and has someone (or a
     /// leave in its grace): kept here, not in every channel, which then fits 80 B.
     /// Locked after a channel's state, never before.
-    presences: Mutex<HashMap<ChannelId, Presence>>,
+    presences: Mutex<HashMap<ChannelId, Present>>,
+}
+
+/// A presence channel's name beside who is there, so that the broker's refresh
+/// lists them without visiting every channel.
+#[derive(Debug)]
+struct Present {
+    name: EcoString,
+    presence: Presence,
 }
 
 impl Hub {
@@ -309,7 +317,11 @@ impl Hub {
         let change = self
             .presences()
             .entry(channel.id)
-            .or_default()
+            .or_insert_with(|| Present {
+                name: channel.name.clone(),
+                presence: Presence::default(),
+            })
+            .presence
             .join(user, info);
         if let (Change::Joined, Some(user), true) = (change, user, self.presence_events) {
             self.presence_event(channel, &mut state, "join", user, info);
@@ -350,7 +362,7 @@ impl Hub {
         let mut state = channel.state();
         {
             let mut presences = self.presences();
-            let Some(presence) = presences.get_mut(&channel.id) else {
+            let Some(Present { presence, .. }) = presences.get_mut(&channel.id) else {
                 return;
             };
             presence.leave(user, now);
@@ -378,12 +390,12 @@ impl Hub {
             return Ok(presence::empty_json(name));
         };
         Ok(match self.presences().get(&channel.id) {
-            Some(p) => p.json(name),
+            Some(p) => p.presence.json(name),
             None => presence::empty_json(name),
         })
     }
 
-    fn presences(&self) -> MutexGuard<'_, HashMap<ChannelId, Presence>> {
+    fn presences(&self) -> MutexGuard<'_, HashMap<ChannelId, Present>> {
         self.presences.lock().expect("presence lock")
     }
 
@@ -393,14 +405,14 @@ impl Hub {
             && self
                 .presences()
                 .get(&channel.id)
-                .is_some_and(|p| p.has_leaving())
+                .is_some_and(|p| p.presence.has_leaving())
     }
 
     /// Announces (with `--presence-events`) the users whose grace has passed.
     fn expire_presence(&self, channel: &ChannelRef, state: &mut ChannelState, now: u32) {
         let gone = {
             let mut presences = self.presences();
-            let Some(presence) = presences.get_mut(&channel.id) else {
+            let Some(Present { presence, .. }) = presences.get_mut(&channel.id) else {
                 return;
             };
             let gone = presence.expire(now);
@@ -550,6 +562,8 @@ impl Hub {
             return;
         }
         state.removed = true;
+        // Normally gone already (a channel with someone leaving is not removed).
+        self.presences().remove(&channel.id);
         if channels
             .get(&*channel.name)
             .is_some_and(|c| ChannelRef::ptr_eq(&c.0, channel))

@@ -178,29 +178,20 @@ impl Hub {
     }
 
     /// This node's presence on every channel that keeps it and has someone here:
-    /// what the broker writes to Redis for the other nodes. Visits every channel.
+    /// what the broker writes to Redis for the other nodes. Visits only those.
     pub fn local_presence(&self) -> Vec<(Box<str>, String)> {
-        let channels: Vec<ChannelRef> = self
-            .channels
-            .read()
-            .expect("hub lock")
-            .iter()
-            .filter(|c| c.0.keeps_presence)
-            .map(|c| ChannelRef::clone(&c.0))
-            .collect();
-        channels
-            .into_iter()
-            .filter_map(|c| {
-                let json = self.presences().get(&c.id)?.json(&c.name);
-                Some((c.name.as_str().into(), json))
-            })
+        self.presences()
+            .values()
+            .map(|p| (p.name.as_str().into(), p.presence.json(&p.name)))
             .collect()
     }
 
     /// This node's presence on `name` (`None`: nobody here).
     pub fn local_presence_of(&self, name: &str) -> Option<String> {
         let channel = self.find(name)?;
-        self.presences().get(&channel.id).map(|p| p.json(name))
+        self.presences()
+            .get(&channel.id)
+            .map(|p| p.presence.json(name))
     }
 
     /// Whether `name` keeps presence (`--presence-channels`).

@@ -257,5 +257,10 @@ fn the_hub_keeps_presence_only_while_someone_is_there_or_leaving() {
     assert!(!hub.presence_leaving(&plain));
     hub.presence_join(&room, Some("ann"), None);
     assert!(!hub.presence_leaving(&room), "back within the grace");
+    // What the broker writes for the other nodes: only the channels with someone.
+    let listed = hub.local_presence();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(&*listed[0].0, "room:1");
+    assert!(listed[0].1.contains("ann"), "{listed:?}");
     assert!(hub.presence_json("news").is_err(), "keeps no presence");
 }
