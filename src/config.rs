@@ -243,8 +243,8 @@ pub struct Machine {
 
 /// File descriptors kept for listeners, epoll, wakers and API connections.
 pub const FD_MARGIN: u64 = 64;
-/// Workers are named in a 64-bit mask per channel.
-pub const MAX_WORKERS: usize = 64;
+/// Workers are named in a mask per channel (`pubsub::channel::Holders`).
+pub const MAX_WORKERS: usize = crate::pubsub::channel::MAX_HOLDERS;
 
 impl Config {
     pub fn resolve(cli: ServeArgs, machine: Machine) -> Result<Config, String> {

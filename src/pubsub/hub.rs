@@ -6,10 +6,7 @@
 //! `keep_idle_s`; a worker or a publisher that finds it removed looks the name up
 //! again. The wait keeps a long-poller's channel, and its epoch, between two polls.
 
-use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
@@ -18,75 +15,13 @@ use bytes::Bytes;
 use ecow::EcoString;
 
 use super::epoch::{Epoch, Epochs};
-use super::history::{CatchUp, History};
+use super::history::CatchUp;
 use super::presence::{self, Change, Presence};
 use super::publication::{Outlet, Publication, Upstream};
 use crate::proto::command;
 
-/// Dense id of a channel, so that per-connection and per-worker state stays small.
-pub type ChannelId = u32;
-
-/// A channel as the hub, the workers and the publications in flight share it. One
-/// reference count, not `std`'s two: nothing holds a weak reference.
-pub type ChannelRef = triomphe::Arc<Channel>;
-
-#[derive(Debug)]
-pub struct Channel {
-    pub id: ChannelId,
-    /// Inline up to 15 bytes (a `user:ID` name): no block of its own.
-    pub name: EcoString,
-    pub epoch: Epoch,
-    /// Its name matches `--presence-channels`: joins and leaves are counted.
-    pub keeps_presence: bool,
-    state: Mutex<ChannelState>,
-}
-
-#[derive(Debug, Default)]
-struct ChannelState {
-    last_seq: u64,
-    /// Bit i set: worker i holds subscribers or held polls. Publishes go only there.
-    workers: u64,
-    history: History,
-    /// Listed in the hub's `watched` list: it has history to expire, or is idle.
-    watched: bool,
-    /// Hub clock when it was last seen with no worker and no history (4 bytes, not
-    /// an `Option<u32>`'s 8: the channel fits jemalloc's 96 B class).
-    idle_since: Option<NonZeroU32>,
-    /// Gone from the name map: whoever holds this `Arc` must look the name up again.
-    removed: bool,
-}
-
-impl Channel {
-    fn state(&self) -> MutexGuard<'_, ChannelState> {
-        self.state.lock().expect("channel lock")
-    }
-}
-
-/// A channel in the hub's set, found by its name: the name is stored once, in the
-/// channel, instead of again as the key of a map.
-#[derive(Debug)]
-struct ByName(ChannelRef);
-
-impl Borrow<str> for ByName {
-    fn borrow(&self) -> &str {
-        &self.0.name
-    }
-}
-
-impl PartialEq for ByName {
-    fn eq(&self, other: &ByName) -> bool {
-        self.0.name == other.0.name
-    }
-}
-
-impl Eq for ByName {}
-
-impl Hash for ByName {
-    // As `str` hashes, so that a lookup by `&str` finds it (Borrow's contract).
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        (*self.0.name).hash(state);
-    }
-}
+pub use super::channel::{Channel, ChannelId, ChannelRef};
+use super::channel::{ByName, ChannelState, Locked};
 
 /// How much history each channel keeps, and how long a channel left with nothing
 /// keeps its epoch before it is removed.
@@ -160,7 +95,7 @@ pub struct Hub {
     /// Channels the broker is syncing, with the workers waiting on each (bit i).
     syncing: Mutex<HashMap<Box<str>, u64>>,
     /// Who is connected to each channel that keeps presence and has someone (or a
-    /// leave in its grace): kept here, not in every channel, which then fits 80 B.
+    /// leave in its grace): kept here, not in every channel, which then fits 64 B.
     /// Locked after a channel's state, never before.
     presences: Mutex<HashMap<ChannelId, Present>>,
 }
@@ -241,20 +176,17 @@ impl Hub {
             self.channels_refused.fetch_add(1, Ordering::Relaxed);
             return Err(TooManyChannels);
         }
-        let channel = ChannelRef::new(Channel {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            name: name.into(),
-            // One that Halley did not make (longer than 8 bytes) starts a new epoch:
-            // resumes then get recovered:false rather than a wrong answer.
-            epoch: epoch
-                .and_then(Epoch::parse)
-                .unwrap_or_else(|| self.epochs.next_epoch()),
-            keeps_presence: self
-                .presence_prefixes
-                .iter()
-                .any(|p| name.starts_with(&**p)),
-            state: Mutex::default(),
-        });
+        // One that Halley did not make (longer than 8 bytes) starts a new epoch:
+        // resumes then get recovered:false rather than a wrong answer.
+        let epoch = epoch
+            .and_then(Epoch::parse)
+            .unwrap_or_else(|| self.epochs.next_epoch());
+        let keeps_presence = self
+            .presence_prefixes
+            .iter()
+            .any(|p| name.starts_with(&**p));
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let channel = ChannelRef::new(Channel::new(id, name, epoch, keeps_presence));
         channels.insert(ByName(ChannelRef::clone(&channel)));
         Ok(channel)
     }
@@ -266,7 +198,7 @@ impl Hub {
         loop {
             let channel = self.channel(name)?;
             let mut state = channel.state();
-            if state.removed {
+            if state.marks().removed {
                 continue;
             }
             self.published_total.fetch_add(1, Ordering::Relaxed);
@@ -281,7 +213,7 @@ impl Hub {
     fn push_locked(
         &self,
         channel: &ChannelRef,
-        state: &mut ChannelState,
+        state: &mut Locked<'_>,
         payload: impl FnOnce(u64) -> Vec<u8>,
     ) -> u64 {
         let seq = state.last_seq + 1;
@@ -290,7 +222,7 @@ impl Hub {
     }
 
     /// Keeps message `seq` (above `last_seq`) and hands it to the workers.
-    fn hand_off(&self, channel: &ChannelRef, state: &mut ChannelState, seq: u64, payload: Vec<u8>) {
+    fn hand_off(&self, channel: &ChannelRef, state: &mut Locked<'_>, seq: u64, payload: Vec<u8>) {
         state.last_seq = seq;
         let payload = Bytes::from(payload);
         if self.limits.size > 0 {
@@ -299,7 +231,7 @@ impl Hub {
                 .push(seq, self.now_s(), payload.clone(), self.limits.size);
         }
         for (worker, outlet) in self.outlets.iter().enumerate() {
-            if state.workers & (1 << worker) != 0 {
+            if state.holders.has(worker) {
                 outlet.deliver(Publication {
                     channel: ChannelRef::clone(channel),
                     seq,
@@ -335,7 +267,7 @@ impl Hub {
     fn presence_event(
         &self,
         channel: &ChannelRef,
-        state: &mut ChannelState,
+        state: &mut Locked<'_>,
         kind: &str,
         user: &str,
         info: Option<&str>,
@@ -409,7 +341,7 @@ impl Hub {
     }
 
     /// Announces (with `--presence-events`) the users whose grace has passed.
-    fn expire_presence(&self, channel: &ChannelRef, state: &mut ChannelState, now: u32) {
+    fn expire_presence(&self, channel: &ChannelRef, state: &mut Locked<'_>, now: u32) {
         let gone = {
             let mut presences = self.presences();
             let Some(Present { presence, .. }) = presences.get_mut(&channel.id) else {
@@ -424,7 +356,7 @@ impl Hub {
         if !gone.is_empty() {
             self.presence_changed(&channel.name);
         }
-        if self.presence_events && state.workers != 0 {
+        if self.presence_events && state.holders.any() {
             for user in gone {
                 self.presence_event(channel, state, "leave", &user, None);
             }
@@ -452,11 +384,10 @@ impl Hub {
                 .channel(name)
                 .map_err(|_| AttachError::TooManyChannels)?;
             let mut state = channel.state();
-            if state.removed {
+            if state.marks().removed {
                 continue;
             }
-            state.workers |= 1 << worker;
-            state.idle_since = None;
+            state.holders.add(1 << worker);
             let last_seq = state.last_seq;
             let catch_up = catch_up(&channel, &state, position, last_seq);
             drop(state);
@@ -476,18 +407,18 @@ impl Hub {
     /// A worker lost its last subscriber of `channel`.
     pub fn detach(&self, channel: &ChannelRef, worker: usize) {
         let mut state = channel.state();
-        state.workers &= !(1 << worker);
+        state.holders.remove(worker);
         self.watch(channel, &mut state);
     }
 
     /// Lists the channel for the sweep if it has history to expire or nothing at
     /// all (then it is removed once idle long enough).
-    fn watch(&self, channel: &ChannelRef, state: &mut ChannelState) {
+    fn watch(&self, channel: &ChannelRef, state: &mut Locked<'_>) {
         let nothing_to_do = state.history.is_empty() && !self.presence_leaving(channel);
-        if state.watched || (state.workers != 0 && nothing_to_do) {
+        if state.marks().watched || (state.holders.any() && nothing_to_do) {
             return;
         }
-        state.watched = true;
+        state.marks_mut().watched = true;
         self.watched
             .lock()
             .expect("watch lock")
@@ -524,14 +455,14 @@ impl Hub {
             state.history.expire(now, self.limits.ttl_s);
             self.expire_presence(&channel, &mut state, now);
             let quiet = state.history.is_empty() && !self.presence_leaving(&channel);
-            let idle = state.workers == 0 && quiet;
+            let idle = !state.holders.any() && quiet;
             if !idle {
-                state.idle_since = None;
+                state.holders.settled();
                 if quiet {
-                    state.watched = false; // held, nothing to expire
+                    state.marks_mut().watched = false; // held, nothing to expire
                     continue;
                 }
-            } else if now.saturating_sub(idle_since(&mut state.idle_since, now))
+            } else if now.saturating_sub(state.holders.idle_since(now))
                 >= self.limits.keep_idle_s
             {
                 drop(state);
@@ -554,14 +485,14 @@ impl Hub {
     fn remove_if_dead(&self, channel: &ChannelRef) {
         let mut channels = self.channels.write().expect("hub lock");
         let mut state = channel.state();
-        if state.removed || state.workers != 0 || !state.history.is_empty() {
+        if state.marks().removed || state.holders.any() || !state.history.is_empty() {
             // Revived between the sweep's look and now: watch it again if need be.
-            state.watched = false;
+            state.marks_mut().watched = false;
             drop(channels);
             self.watch(channel, &mut state);
             return;
         }
-        state.removed = true;
+        state.marks_mut().removed = true;
         // Normally gone already (a channel with someone leaving is not removed).
         self.presences().remove(&channel.id);
         if channels
@@ -601,11 +532,3 @@ pub mod remote;
 #[cfg(test)]
 #[path = "hub_tests.rs"]
 mod tests;
-
-/// When a channel became idle (set to `now` on first sight), kept as the clock
-/// plus one so that 0 can mean "not idle".
-fn idle_since(kept: &mut Option<NonZeroU32>, now: u32) -> u32 {
-    kept.get_or_insert(NonZeroU32::MIN.saturating_add(now))
-        .get()
-        - 1
-}

@@ -97,7 +97,7 @@ impl Hub {
         {
             let mut state = channel.state();
             state.last_seq = standing.last_seq;
-            state.workers |= waiting;
+            state.holders.add(waiting);
             if self.limits.size > 0 {
                 for (seq, age, data) in standing.log {
                     let payload = Bytes::from(push_of(name, seq, &data));
@@ -121,13 +121,7 @@ impl Hub {
 
     /// A channel that could not be made: the workers retry and get the refusal.
     fn refused_ready(&self, name: &str, workers: u64) {
-        let placeholder = ChannelRef::new(Channel {
-            id: u32::MAX,
-            name: name.into(),
-            epoch: Default::default(),
-            keeps_presence: false,
-            state: Default::default(),
-        });
+        let placeholder = ChannelRef::new(Channel::new(u32::MAX, name, Default::default(), false));
         self.notify_ready(&placeholder, workers);
     }
 
@@ -137,7 +131,7 @@ impl Hub {
             return Relay::NotHeld;
         };
         let mut state = channel.state();
-        if state.removed {
+        if state.marks().removed {
             return Relay::NotHeld;
         }
         if seq <= state.last_seq {

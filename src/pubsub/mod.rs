@@ -1,6 +1,7 @@
 //! Channels: the shared hub that numbers each publish and keeps its history once,
 //! and each worker's own index of which of its connections listen to which channel.
 
+pub mod channel;
 pub mod epoch;
 pub mod history;
 pub mod hub;
