@@ -158,7 +158,10 @@ impl Holders {
 
     /// Adds the workers of `mask` (bit i: worker i).
     pub fn add(&mut self, mask: u64) {
-        debug_assert!(mask & IDLE == 0, "worker 63 does not fit beside the idle bit");
+        debug_assert!(
+            mask & IDLE == 0,
+            "worker 63 does not fit beside the idle bit"
+        );
         if mask != 0 {
             self.settled();
             self.0 |= mask;
@@ -274,6 +277,9 @@ mod tests {
         assert_eq!(state.last_seq, 40_000, "no increment lost");
         assert!(!state.marks().watched);
         drop(state);
-        assert!(!channel.state().marks().removed, "unlocked again after a drop");
+        assert!(
+            !channel.state().marks().removed,
+            "unlocked again after a drop"
+        );
     }
 }

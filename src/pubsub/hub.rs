@@ -20,8 +20,8 @@ use super::presence::{self, Change, Presence};
 use super::publication::{Outlet, Publication, Upstream};
 use crate::proto::command;
 
-pub use super::channel::{Channel, ChannelId, ChannelRef};
 use super::channel::{ByName, ChannelState, Locked};
+pub use super::channel::{Channel, ChannelId, ChannelRef};
 
 /// How much history each channel keeps, and how long a channel left with nothing
 /// keeps its epoch before it is removed.
@@ -462,9 +462,7 @@ impl Hub {
                     state.marks_mut().watched = false; // held, nothing to expire
                     continue;
                 }
-            } else if now.saturating_sub(state.holders.idle_since(now))
-                >= self.limits.keep_idle_s
-            {
+            } else if now.saturating_sub(state.holders.idle_since(now)) >= self.limits.keep_idle_s {
                 drop(state);
                 dead.push(channel);
                 continue;

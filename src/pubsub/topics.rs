@@ -96,18 +96,35 @@ impl Topics {
     }
 
     /// The slab keys of the channel's subscribers here.
+    #[cfg(test)]
     pub fn subscribers<'a>(&'a self, local: &'a LocalChannel) -> &'a [u32] {
         local.subscribers.as_slice(&self.lists)
     }
 
-    /// Takes a channel's subscribers out while their connections are written.
-    pub fn take_subscribers(&mut self, id: ChannelId) -> Option<Taken> {
-        let local = self.channels.find(hash(id), |l| l.channel.id == id)?;
-        Some(local.subscribers.take(&mut self.lists))
+    /// Starts a fan-out of `channel`'s publications up to seq `newest`, in one
+    /// lookup: if this worker holds that very channel and `newest` is past its
+    /// `last_seq`, records `newest` and takes the subscribers out while their
+    /// connections are written. Returns the `last_seq` before, which tells the
+    /// fresh publications from those that predate the local subscription.
+    pub fn take_fresh(&mut self, channel: &ChannelRef, newest: u64) -> Option<(u64, Taken)> {
+        let local = self
+            .channels
+            .find_mut(hash(channel.id), |l| l.channel.id == channel.id)
+            .filter(|local| ChannelRef::ptr_eq(&local.channel, channel))?;
+        let before = local.last_seq;
+        if newest <= before {
+            return None;
+        }
+        local.last_seq = newest;
+        Some((before, local.subscribers.take(&mut self.lists)))
     }
 
-    /// Puts back what `take_subscribers` took.
+    /// Puts back what `take_fresh` took (no lookup for inline subscribers, which
+    /// stayed where they were).
     pub fn put_back_subscribers(&mut self, id: ChannelId, taken: Taken) {
+        if !matches!(taken, Taken::List(..)) {
+            return;
+        }
         if let Some(local) = self.channels.find(hash(id), |l| l.channel.id == id) {
             local.subscribers.put_back(&mut self.lists, taken);
         }

@@ -45,24 +45,15 @@ impl Worker {
 
     fn fan_out_channel(&mut self, group: &[Publication]) {
         let channel = &group[0].channel;
-        let Some(local) = self
-            .topics
-            .get_mut(channel.id)
-            .filter(|local| ChannelRef::ptr_eq(&local.channel, channel))
-        else {
-            return;
-        };
-        // Publications at or below last_seq predate this worker's subscription.
-        let fresh: Vec<&Publication> = group.iter().filter(|p| p.seq > local.last_seq).collect();
-        let Some(last) = fresh.last() else {
-            return;
-        };
-        local.last_seq = last.seq;
+        // A channel's publications arrive in sequence order.
+        let newest = group[group.len() - 1].seq;
         // Taken out while the connections are written, put back below; nothing
         // joins or leaves during fan-out (answered polls leave afterwards).
-        let Some(subscribers) = self.topics.take_subscribers(channel.id) else {
+        let Some((before, subscribers)) = self.topics.take_fresh(channel, newest) else {
             return;
         };
+        // Publications at or below it predate this worker's subscription.
+        let fresh: Vec<&Publication> = group.iter().filter(|p| p.seq > before).collect();
         let mut wire = Encodings {
             channel,
             fresh: &fresh,
