@@ -14,9 +14,8 @@
 //! first use and shared by every gzip-taking subscriber (`proto::gzip`).
 
 use bytes::Bytes;
-use mio::Token;
 
-use super::connection::{Flags, Phase, Transport};
+use super::connection::{Busy, Flags, Phase, Transport};
 use super::streams::poll_answer;
 use super::subscriptions::{self, Subscription};
 use super::Worker;
@@ -122,11 +121,15 @@ impl Worker {
                 _ => continue,
             };
             reached += 1;
-            let conn = &mut self.conns[key];
-            if conn.send(bytes, registry, Token(key)).is_err() {
-                conn.flags.set(Flags::DOOMED);
+            let mut busy = Busy {
+                conn: &mut self.conns[key],
+                extras: &mut self.extras,
+                key,
+            };
+            if busy.send(bytes, registry).is_err() {
+                busy.conn.flags.set(Flags::DOOMED);
                 self.doomed.push(key);
-            } else if conn.owes_more_than(cap) {
+            } else if busy.owes_more_than(cap) {
                 slow.push(key);
             }
         }

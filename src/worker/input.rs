@@ -4,9 +4,8 @@
 use std::io::{self, Read};
 
 use bytes::Bytes;
-use mio::Token;
 
-use super::connection::{Flags, Phase, Transport};
+use super::connection::{Busy, Flags, Phase, Transport};
 use super::Worker;
 use crate::proto::http::{self, Parsed, Routes, MAX_HEAD};
 use crate::proto::ws::{self, Decoded, Event};
@@ -68,8 +67,7 @@ impl Worker {
     /// Processes input kept while a poll was held (a pipelined next request).
     pub(super) fn reconsume(&mut self, key: usize) {
         let waiting = self.conns.get(key).is_some_and(|c| {
-            c.extra
-                .as_ref()
+            c.extra(&self.extras, key)
                 .is_some_and(|e| !e.pending_input.is_empty())
         });
         if waiting {
@@ -80,10 +78,12 @@ impl Worker {
     /// Processes `read` new bytes from the scratch buffer, after any kept tail.
     fn ingest(&mut self, key: usize, read: usize) {
         let mut scratch = std::mem::take(&mut self.scratch);
-        let mut tail = self.conns[key]
-            .extra
-            .as_mut()
-            .map(|e| std::mem::take(&mut e.pending_input))
+        let mut tail = self
+            .busy(key)
+            .and_then(|mut busy| {
+                busy.extra_if()
+                    .map(|e| std::mem::take(&mut e.pending_input))
+            })
             .unwrap_or_default();
         let rest: Vec<u8> = if tail.is_empty() {
             let used = self.consume(key, &mut scratch[..read]);
@@ -98,14 +98,14 @@ impl Worker {
             tail
         };
         self.scratch = scratch;
-        if let Some(conn) = self.conns.get_mut(key) {
+        if let Some(mut busy) = self.busy(key) {
             if rest.is_empty() {
-                if let Some(extra) = conn.extra.as_mut() {
+                if let Some(extra) = busy.extra_if() {
                     extra.pending_input = Vec::new();
                 }
-                conn.trim();
+                busy.trim();
             } else {
-                conn.extra_mut().pending_input = rest;
+                busy.extra_mut().pending_input = rest;
             }
         }
     }
@@ -164,13 +164,17 @@ impl Worker {
 
     fn consume_frame(&mut self, key: usize, buf: &mut [u8]) -> Option<usize> {
         let max = self.settings.max_message_size;
-        let conn = &mut self.conns[key];
-        let mut fragments = conn.extra.as_mut().and_then(|e| e.fragments.take());
+        let mut fragments = self
+            .busy(key)
+            .and_then(|mut busy| busy.extra_if().and_then(|e| e.fragments.take()));
+        let conn = &self.conns[key];
         let closing = conn.phase == Phase::Closing;
         let inflater = conn.flags.has(Flags::DEFLATE).then_some(&mut self.inflater);
         let decoded = ws::decode_with(buf, &mut fragments, max, inflater);
         if let Some(open) = fragments {
-            self.conns[key].extra_mut().fragments = Some(open);
+            if let Some(mut busy) = self.busy(key) {
+                busy.extra_mut().fragments = Some(open);
+            }
         }
         match decoded {
             Ok(Decoded::Incomplete) => None,
@@ -203,11 +207,12 @@ impl Worker {
         match event {
             Event::Ping(payload) => {
                 let pong = Bytes::from(ws::frame(ws::Kind::Pong, payload));
-                let conn = &mut self.conns[key];
-                if conn
-                    .send_pong(pong, self.poll.registry(), Token(key))
-                    .is_err()
-                {
+                let mut busy = Busy {
+                    conn: &mut self.conns[key],
+                    extras: &mut self.extras,
+                    key,
+                };
+                if busy.send_pong(pong, self.poll.registry()).is_err() {
                     self.doom(key);
                 }
             }

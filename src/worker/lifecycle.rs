@@ -9,7 +9,7 @@ use bytes::Bytes;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
-use super::connection::{Connection, Flags, Phase, Transport};
+use super::connection::{Busy, Connection, Flags, Phase, Transport};
 use super::stall::SYNCING;
 use super::{Worker, CLOSE_TIMEOUT_S};
 use crate::admission::Admission;
@@ -250,7 +250,13 @@ impl Worker {
             return;
         };
         self.counters.slow_consumer_closes += 1;
-        conn.shed_outbox();
+        let mut busy = Busy {
+            conn,
+            extras: &mut self.extras,
+            key,
+        };
+        busy.shed_outbox();
+        let conn = busy.conn;
         let websocket = matches!(conn.transport, Transport::WebSocket | Transport::Echo);
         if websocket && conn.phase == Phase::Open {
             self.close_with(key, 1008, "slow consumer");
@@ -309,8 +315,7 @@ impl Worker {
                 Phase::Request if quiet >= s.handshake_timeout_s => {
                     let idle = conn.flags.has(Flags::SERVED)
                         && conn
-                            .extra
-                            .as_ref()
+                            .extra(&self.extras, key)
                             .is_none_or(|e| e.pending_input.is_empty());
                     if idle {
                         Due::Drop
@@ -405,7 +410,8 @@ impl Worker {
         while let Some(key) = self.doomed.pop() {
             self.unsubscribe_all(key);
             self.forget_stalls(key);
-            let conn = self.conns.remove(key);
+            let mut conn = self.conns.remove(key);
+            conn.forget_extra(&mut self.extras, key);
             let peer = self.take_side(conn.side).and_then(|side| side.peer());
             if conn.flags.has(Flags::ONLINE) {
                 if conn.transport == Transport::Sse {

@@ -28,7 +28,7 @@ use crate::pubsub::hub::Hub;
 use crate::pubsub::publication::Publication;
 use crate::pubsub::topics::Topics;
 use crate::stats::{Shared, WorkerCounters, WorkerStats};
-use connection::Connection;
+use connection::{Busy, Connection, Extras};
 use inbox::{Inbox, Mail};
 
 pub const WAKER: Token = Token(usize::MAX);
@@ -53,6 +53,8 @@ pub struct Worker {
     conns: paged::PagedSlab<Connection>,
     /// What only some connections need; see `side.rs`.
     sides: paged::PagedSlab<side::Side>,
+    /// The buffers of busy connections, by slab key (`connection::Extras`).
+    extras: Extras,
     topics: Topics,
     /// Connections waiting for the broker (`stall.rs`).
     stalls: stall::Stalls,
@@ -96,6 +98,7 @@ impl Worker {
             settings,
             conns: paged::PagedSlab::default(),
             sides: paged::PagedSlab::default(),
+            extras: Extras::default(),
             topics: Topics::default(),
             stalls: stall::Stalls::default(),
             scratch: vec![0; SCRATCH_BYTES],
@@ -194,7 +197,7 @@ impl Worker {
             );
             !ending
                 && !c.flags.has(connection::Flags::DOOMED)
-                && c.owes_more_than(self.settings.max_queued_bytes)
+                && c.owes_more_than(&self.extras, key, self.settings.max_queued_bytes)
         });
         if over {
             self.close_slow_consumer(key);
@@ -207,16 +210,36 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.send(data, self.poll.registry(), Token(key)).is_err() {
+        let mut busy = Busy {
+            conn,
+            extras: &mut self.extras,
+            key,
+        };
+        if busy.send(data, self.poll.registry()).is_err() {
             self.doom(key);
         }
+    }
+
+    /// Connection `key` with the worker's `Extras`, for what touches its buffers.
+    fn busy(&mut self, key: usize) -> Option<Busy<'_>> {
+        let conn = self.conns.get_mut(key)?;
+        Some(Busy {
+            conn,
+            extras: &mut self.extras,
+            key,
+        })
     }
 
     fn on_writable(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.flush(self.poll.registry(), Token(key)).is_err() {
+        let mut busy = Busy {
+            conn,
+            extras: &mut self.extras,
+            key,
+        };
+        if busy.flush(self.poll.registry()).is_err() {
             self.doom(key);
             return;
         }
@@ -226,7 +249,7 @@ impl Worker {
     /// Runs the actions promised for when the outbox drains.
     fn settle(&mut self, key: usize) {
         if let Some(conn) = self.conns.get_mut(key) {
-            if conn.settle() == connection::Settled::Drop {
+            if conn.settle(&self.extras, key) == connection::Settled::Drop {
                 self.doom(key);
             }
         }
