@@ -199,8 +199,9 @@ impl Topics {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_table_finds_each_channel_by_the_id_inside_it() {
+    /// A worker's topics holding `n` channels, channel i with one subscriber (slab
+    /// key i) and last seq i.
+    fn holding(n: usize) -> (Topics, Vec<ChannelRef>) {
         use crate::pubsub::hub::{HistoryLimits, Hub, Position};
         let limits = HistoryLimits {
             size: 0,
@@ -209,7 +210,7 @@ mod tests {
         };
         let hub = Hub::new(Vec::new(), limits);
         let mut topics = Topics::default();
-        let channels: Vec<_> = (0..3000)
+        let channels: Vec<_> = (0..n)
             .map(|i| {
                 let name = format!("t{i}");
                 hub.attach(&name, 0, Position::default()).unwrap().channel
@@ -219,6 +220,12 @@ mod tests {
             topics.insert(ChannelRef::clone(channel), i as u64);
             assert_eq!(topics.add_subscriber(channel.id, i as u32), 0);
         }
+        (topics, channels)
+    }
+
+    #[test]
+    fn the_table_finds_each_channel_by_the_id_inside_it() {
+        let (mut topics, channels) = holding(3000);
         for (i, channel) in channels.iter().enumerate().step_by(2) {
             let removed = topics.remove(channel.id, 0);
             assert!(
@@ -251,29 +258,18 @@ mod tests {
         // Its Arc, two inline subscribers (or a list's index) and its last seq; the
         // slab's vacancy fits beside the Arc's pointer, so no tag is added.
         assert_eq!(std::mem::size_of::<LocalChannel>(), 24);
-        assert_eq!(std::mem::size_of::<Option<LocalChannel>>(), 24);
+        /// The shape of `slab`'s private entry.
+        #[allow(dead_code)]
+        enum SlabEntry {
+            Vacant(usize),
+            Occupied(LocalChannel),
+        }
+        assert_eq!(std::mem::size_of::<SlabEntry>(), 24);
     }
 
     #[test]
     fn shrinking_moves_entries_down_and_every_channel_is_still_found() {
-        use crate::pubsub::hub::{HistoryLimits, Hub, Position};
-        let limits = HistoryLimits {
-            size: 0,
-            ttl_s: 0,
-            keep_idle_s: 0,
-        };
-        let hub = Hub::new(Vec::new(), limits);
-        let mut topics = Topics::default();
-        let channels: Vec<_> = (0..5000)
-            .map(|i| {
-                let name = format!("s{i}");
-                hub.attach(&name, 0, Position::default()).unwrap().channel
-            })
-            .collect();
-        for (i, channel) in channels.iter().enumerate() {
-            topics.insert(ChannelRef::clone(channel), i as u64);
-            topics.add_subscriber(channel.id, i as u32);
-        }
+        let (mut topics, channels) = holding(5000);
         // Keep one in ten, most of them high in the slab, so compaction moves them.
         for (i, channel) in channels.iter().enumerate() {
             if i % 10 != 7 {
