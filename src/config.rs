@@ -43,7 +43,7 @@ pub struct ServeArgs {
     /// Publish and stats API listener [default: 127.0.0.1:8081]
     #[arg(long, env = "HALLEY_API_LISTEN", value_name = "ADDR")]
     pub api_listen: Option<SocketAddr>,
-    /// Worker reactors, one per core [default: number of cores]
+    /// Worker reactors, one per core, at most 63 [default: number of cores]
     #[arg(long, env = "HALLEY_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
     /// Pin each worker to its own core [default: true when workers <= cores]
@@ -497,6 +497,15 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert!(result.unwrap_err().contains("max_conections"));
         assert!(Config::resolve(args(&["--workers", "0"]), MACHINE).is_err());
+        // A channel's holders are a 63-bit mask beside its idle bit.
+        assert_eq!(
+            Config::resolve(args(&["--workers", "63"]), MACHINE)
+                .unwrap()
+                .workers,
+            63
+        );
+        let refused = Config::resolve(args(&["--workers", "64"]), MACHINE).unwrap_err();
+        assert!(refused.contains("between 1 and 63"), "{refused}");
     }
 
     #[test]
