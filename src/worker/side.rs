@@ -1,6 +1,6 @@
 //! What only some connections need (a token's session, the peer address a
 //! per-address limit counts, a command rate window, a second subscription), kept
-//! off the 32-byte slot in a per-worker slab. A connection that needs none of it holds no entry: the slot
+//! off the 24-byte slot in a per-worker slab. A connection that needs none of it holds no entry: the slot
 //! stores the entry's index plus one in what was padding, 0 meaning none.
 
 use std::net::IpAddr;
@@ -124,7 +124,7 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     /// A token's session lives here; its size is what a token-carrying idle
-    /// connection pays on top of the 32-byte slot (plus its user id on the heap).
+    /// connection pays on top of the 24-byte slot (plus its user id on the heap).
     #[test]
     fn a_side_entry_stays_small() {
         assert!(std::mem::size_of::<crate::auth::Session>() <= 24);

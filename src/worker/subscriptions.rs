@@ -1,7 +1,7 @@
 //! The channels one connection is subscribed to, with its position in each
 //! channel's local subscriber list. One subscription (the common case) lives in
 //! the connection's slot, in 8 bytes; a connection with more keeps them all in its
-//! side entry and the slot only says so. That keeps the slot at 32 bytes: an enum
+//! side entry and the slot only says so. That keeps the slot at 24 bytes: an enum
 //! with an inline case and a boxed case would need a tag and take 16.
 
 use super::connection::Connection;
