@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use socket2::{Domain, Protocol, Socket, Type};
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -198,4 +199,49 @@ fn a_slow_sse_stream_ends_at_the_cap() {
     let read = std::io::Read::read_to_end(&mut stream, &mut rest);
     assert!(read.is_ok(), "no clean end: {read:?}");
     assert_eq!(server.stats_when(|s| s["sse_online"] == 0)["sse_online"], 0);
+}
+
+/// A busy connection's buffers are kept beside the slab, by its slot's key, not in
+/// the slot. When it goes they go with it: the connection that next takes its key
+/// (one worker, so it does) gets only its own frames, never the frames queued for
+/// the one before.
+#[test]
+fn the_next_connection_in_a_busy_ones_slot_gets_only_its_own_frames() {
+    let server = Server::start(&["--workers", "1", "--max-queued-bytes", "67108864"]);
+    let stuck = stuck_subscriber(&server, "A");
+    // Far more than the kernel's buffers hold: the rest waits in the server's outbox.
+    let messages = per_channel();
+    let mut publisher = server.publisher();
+    for i in 1..=messages {
+        assert_eq!(publisher.publish_ok("A", &data(i, PAD)), i);
+    }
+    let handled = server.stats_when(|s| s["delivered_total"].as_u64() >= Some(messages));
+    assert!(
+        handled["delivered_total"].as_u64() >= Some(messages),
+        "{handled}"
+    );
+    drop(stuck);
+    let gone = server.stats_when(|s| s["online"].as_u64() == Some(0));
+    assert_eq!(gone["online"], 0, "{gone}");
+
+    let stream = tcp(server.client_addr);
+    let mut next = RawWs::handshake(stream, "/ws");
+    // Its subscribe comes in two reads, so that this connection needs buffers too.
+    let command = br#"{"op":"subscribe","channel":"B"}"#;
+    let mut frame = vec![0x81, 0x80 | command.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(command);
+    next.stream.write_all(&frame[..8]).unwrap();
+    thread::sleep(Duration::from_millis(200));
+    next.stream.write_all(&frame[8..]).unwrap();
+    let reply = next.recv_frame();
+    assert_eq!(reply.opcode, OP_TEXT);
+    let reply = String::from_utf8(reply.payload).unwrap();
+    assert!(
+        reply.contains(r#""subscribed""#) && reply.contains(r#""B""#),
+        "{reply}"
+    );
+    assert_eq!(publisher.publish_ok("B", r#"{"only":"mine"}"#), 1);
+    let push = String::from_utf8(next.recv_frame().payload).unwrap();
+    check_push(&push, "B", 1, r#"{"only":"mine"}"#);
+    assert_eq!(slow_consumer_closes(&server), 0);
 }
