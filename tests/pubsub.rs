@@ -413,3 +413,30 @@ fn crowded_channels_keep_their_own_lists_as_lists_are_freed_and_reused() {
     let stats = server.stats();
     assert_eq!(stats["channels"], 3, "{stats}");
 }
+
+/// A channel names the workers that hold it in a 63-bit mask beside its idle bit.
+/// With the most workers allowed, one subscriber on each (connections are dealt
+/// round robin), every one gets every publish, also after the sweep has visited
+/// the channel.
+#[test]
+fn with_63_workers_each_holds_its_subscriber() {
+    let server = Server::start(&["--workers", "63"]);
+    let mut subscribers: Vec<Ws> = (0..63)
+        .map(|_| {
+            let mut ws = server.connect("/ws");
+            assert_eq!(subscribe(&mut ws, "all"), 0);
+            ws
+        })
+        .collect();
+    let mut publisher = server.publisher();
+    assert_eq!(publisher.publish_ok("all", r#"{"n":1}"#), 1);
+    for ws in &mut subscribers {
+        expect_push(ws, "all", 1, r#"{"n":1}"#);
+    }
+    // The sweep runs once a second and looks at every channel with history.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(publisher.publish_ok("all", r#"{"n":2}"#), 2);
+    for ws in &mut subscribers {
+        expect_push(ws, "all", 2, r#"{"n":2}"#);
+    }
+}
