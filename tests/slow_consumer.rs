@@ -220,9 +220,14 @@ fn the_next_connection_in_a_busy_ones_slot_gets_only_its_own_frames() {
         handled["delivered_total"].as_u64() >= Some(messages),
         "{handled}"
     );
+    assert_eq!(
+        handled["connections_buffered"], 1,
+        "the stuck one: {handled}"
+    );
     drop(stuck);
     let gone = server.stats_when(|s| s["online"].as_u64() == Some(0));
     assert_eq!(gone["online"], 0, "{gone}");
+    assert_eq!(gone["connections_buffered"], 0, "{gone}");
 
     let stream = tcp(server.client_addr);
     let mut next = RawWs::handshake(stream, "/ws");
@@ -244,4 +249,9 @@ fn the_next_connection_in_a_busy_ones_slot_gets_only_its_own_frames() {
     let push = String::from_utf8(next.recv_frame().payload).unwrap();
     check_push(&push, "B", 1, r#"{"only":"mine"}"#);
     assert_eq!(slow_consumer_closes(&server), 0);
+    let idle = server.stats_when(|s| s["connections_buffered"] == 0);
+    assert_eq!(
+        idle["connections_buffered"], 0,
+        "an idle one holds none: {idle}"
+    );
 }

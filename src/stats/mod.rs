@@ -128,6 +128,9 @@ counters! {
     sse_online: json Some("sse_online"), metrics [Total CONNECTIONS {transport: "sse"}];
     /// Long-polls held now (a gauge).
     polls_held: json Some("polls_held"), metrics [Total CONNECTIONS {transport: "poll"}];
+    /// Connections with an `Extra` now (a gauge): what is not idle costs more than
+    /// the 24-byte slot.
+    buffered: json Some("connections_buffered"), metrics [Total CONNECTIONS_BUFFERED {}];
     /// Long-polls answered, with messages or empty.
     polls_answered: json Some("polls_answered_total"), metrics [Total POLLS_ANSWERED {}];
     /// Long-polls answered empty after --poll-timeout.

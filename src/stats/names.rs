@@ -54,6 +54,8 @@ families! {
         "Messages written or queued to subscribers.";
     SLOW_CONSUMER_CLOSES: "halley_slow_consumer_closes_total", Counter,
         "Connections closed for being owed more than --max-queued-bytes.";
+    CONNECTIONS_BUFFERED: "halley_connections_buffered", Gauge,
+        "Connections holding buffers now: part of a request or frame, or bytes their socket has not taken.";
     CHANNELS: "halley_channels", Gauge,
         "Channels that exist now: with a subscriber, a held poll or history.";
     POLLS_ANSWERED: "halley_polls_answered_total", Counter,

@@ -157,6 +157,9 @@ halley_messages_delivered_total 9
 # HELP halley_slow_consumer_closes_total Connections closed for being owed more than --max-queued-bytes.
 # TYPE halley_slow_consumer_closes_total counter
 halley_slow_consumer_closes_total 1
+# HELP halley_connections_buffered Connections holding buffers now: part of a request or frame, or bytes their socket has not taken.
+# TYPE halley_connections_buffered gauge
+halley_connections_buffered 0
 # HELP halley_channels Channels that exist now: with a subscriber, a held poll or history.
 # TYPE halley_channels gauge
 halley_channels 2

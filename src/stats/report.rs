@@ -77,6 +77,7 @@ mod tests {
             "poll_timeouts_total",
             "resumes_not_recovered_total",
             "connections_open",
+            "connections_buffered",
             "connections_total",
             "published_total",
             "delivered_total",

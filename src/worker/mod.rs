@@ -153,6 +153,7 @@ impl Worker {
                 self.sweep();
             }
             self.bury_doomed();
+            self.counters.buffered = self.extras.len() as u64;
             self.stats.store(&self.counters);
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() || Instant::now() >= deadline {
