@@ -62,10 +62,6 @@ impl Topics {
         self.find(id).map(|at| &self.entries[at])
     }
 
-    pub fn get_mut(&mut self, id: ChannelId) -> Option<&mut LocalChannel> {
-        self.find(id).map(|at| &mut self.entries[at])
-    }
-
     /// The local entry of `channel`, if this worker holds that very channel.
     pub fn of(&self, channel: &ChannelRef) -> Option<&LocalChannel> {
         self.get(channel.id)
