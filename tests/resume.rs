@@ -215,3 +215,56 @@ fn unused_channels_are_removed_and_return_with_a_new_epoch() {
     );
     assert_ne!(epoch_of(&server, "back"), old);
 }
+
+#[test]
+fn ids_of_removed_channels_go_to_new_ones_and_each_keeps_its_own_subscribers() {
+    // A removed channel's id goes to the next channel made. With one worker the old
+    // and the new share its index, and a long-lived channel must keep its own.
+    let server = Server::start(&[
+        "--workers",
+        "1",
+        "--history-ttl",
+        "1",
+        "--poll-timeout",
+        "1",
+        "--max-commands-per-second",
+        "0",
+        "--max-subscriptions",
+        "100",
+    ]);
+    let mut news = server.connect("/ws");
+    subscribe(&mut news, "news");
+    let mut publisher = server.publisher();
+    for round in 0..3 {
+        let mut ws = server.connect("/ws");
+        for n in 0..100 {
+            assert_eq!(
+                subscribe(&mut ws, &format!("r{round}-{n}")),
+                0,
+                "a fresh channel"
+            );
+        }
+        for n in (0..100).step_by(7) {
+            publisher.publish_ok(&format!("r{round}-{n}"), &format!("{}", round * 100 + n));
+        }
+        publisher.publish_ok("news", &format!("{round}"));
+        for n in (0..100).step_by(7) {
+            expect_push(
+                &mut ws,
+                &format!("r{round}-{n}"),
+                1,
+                &format!("{}", round * 100 + n),
+            );
+        }
+        expect_push(&mut news, "news", round + 1, &format!("{round}"));
+        drop(ws);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.stats()["channels"] != 1 {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}'s channels never went"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

@@ -12,10 +12,12 @@ use ecow::EcoString;
 use parking_lot::lock_api::RawMutex as _;
 use parking_lot::RawMutex;
 
+use super::channel_ids;
 use super::epoch::Epoch;
 use super::history::History;
 
-/// Dense id of a channel, so that per-connection and per-worker state stays small.
+/// Dense id of a channel, so that per-connection and per-worker state stays small;
+/// unique among the channels alive (`channel_ids`).
 pub type ChannelId = u32;
 
 /// A channel as the hub, the workers and the publications in flight share it. One
@@ -67,7 +69,24 @@ pub struct Marks {
 }
 
 impl Channel {
-    pub fn new(id: ChannelId, name: &str, epoch: Epoch, keeps_presence: bool) -> Channel {
+    /// A channel with an id no live one has (see `channel_ids`), or `None` when
+    /// 2^32 - 1 are alive.
+    pub fn new(name: &str, epoch: Epoch, keeps_presence: bool) -> Option<Channel> {
+        Some(Channel::with_id(
+            channel_ids::take()?,
+            name,
+            epoch,
+            keeps_presence,
+        ))
+    }
+
+    /// Stands for a channel that could not be made: never indexed by a worker, so
+    /// it takes no id of its own.
+    pub fn placeholder(name: &str) -> Channel {
+        Channel::with_id(channel_ids::PLACEHOLDER, name, Epoch::default(), false)
+    }
+
+    fn with_id(id: ChannelId, name: &str, epoch: Epoch, keeps_presence: bool) -> Channel {
         Channel {
             id,
             name: name.into(),
@@ -84,6 +103,14 @@ impl Channel {
     pub fn state(&self) -> Locked<'_> {
         self.lock.lock();
         Locked { channel: self }
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        if self.id != channel_ids::PLACEHOLDER {
+            channel_ids::give_back(self.id);
+        }
     }
 }
 
@@ -256,7 +283,7 @@ mod tests {
 
     #[test]
     fn the_lock_excludes_and_releases() {
-        let channel = ChannelRef::new(Channel::new(1, "a", Epoch::default(), false));
+        let channel = ChannelRef::new(Channel::new("a", Epoch::default(), false).unwrap());
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let channel = ChannelRef::clone(&channel);

@@ -7,7 +7,7 @@
 //! again. The wait keeps a long-poller's channel, and its epoch, between two polls.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
@@ -81,7 +81,6 @@ pub struct Hub {
     outlets: Vec<Arc<dyn Outlet>>,
     limits: HistoryLimits,
     epochs: Epochs,
-    next_id: AtomicU32,
     published_total: AtomicU64,
     /// `--max-channels`: past it, a channel is not created.
     max_channels: usize,
@@ -116,7 +115,6 @@ impl Hub {
             outlets,
             limits,
             epochs: Epochs::new(),
-            next_id: AtomicU32::new(0),
             published_total: AtomicU64::new(0),
             max_channels: usize::MAX,
             channels_refused: AtomicU64::new(0),
@@ -185,8 +183,11 @@ impl Hub {
             .presence_prefixes
             .iter()
             .any(|p| name.starts_with(&**p));
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let channel = ChannelRef::new(Channel::new(id, name, epoch, keeps_presence));
+        let Some(channel) = Channel::new(name, epoch, keeps_presence) else {
+            self.channels_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(TooManyChannels);
+        };
+        let channel = ChannelRef::new(channel);
         channels.insert(ByName(ChannelRef::clone(&channel)));
         Ok(channel)
     }

@@ -121,7 +121,7 @@ impl Hub {
 
     /// A channel that could not be made: the workers retry and get the refusal.
     fn refused_ready(&self, name: &str, workers: u64) {
-        let placeholder = ChannelRef::new(Channel::new(u32::MAX, name, Default::default(), false));
+        let placeholder = ChannelRef::new(Channel::placeholder(name));
         self.notify_ready(&placeholder, workers);
     }
 

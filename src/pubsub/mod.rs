@@ -2,6 +2,7 @@
 //! and each worker's own index of which of its connections listen to which channel.
 
 pub mod channel;
+mod channel_ids;
 pub mod epoch;
 pub mod history;
 pub mod hub;
