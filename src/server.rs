@@ -20,7 +20,7 @@ use crate::pubsub::hub::Hub;
 use crate::pubsub::publication::{Outlet, Upstream};
 
 use crate::stats::{console, Shared};
-use crate::worker::inbox::{Inbox, Mail};
+use crate::worker::inbox::{self, Inbox, Mail};
 use crate::worker::{Worker, WAKER};
 
 /// A started server: its listeners are bound and its threads running.
@@ -95,7 +95,10 @@ pub fn start(config: &Config) -> Result<Running, String> {
     for _ in 0..config.workers {
         let poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
         let waker = Waker::new(poll.registry(), WAKER).map_err(|e| format!("waker: {e}"))?;
-        inboxes.push(Arc::new(Inbox::new(waker)));
+        inboxes.push(Arc::new(Inbox::new(
+            waker,
+            inbox::behind_bytes(config.max_queued_bytes),
+        )));
         polls.push(poll);
     }
     let outlets: Vec<Arc<dyn Outlet>> = inboxes

@@ -5,7 +5,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
@@ -17,6 +17,8 @@ pub const OUTPUT_HIGH: usize = 256 * 1024;
 /// Reads one connection gets per turn before the others are served; it is resumed
 /// after them, as its socket may hold bytes no new edge will announce.
 pub const READS_PER_TURN: usize = 64;
+/// How often a connection held by a worker that is behind tries again.
+pub const HELD_RETRY: Duration = Duration::from_millis(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -47,6 +49,9 @@ pub struct Link<S> {
     pub request_began: Instant,
     /// The last byte read or written.
     pub last_active: Instant,
+    /// Its next request is a publish that waits for a worker that is behind; set
+    /// and cleared by the protocol's answering.
+    pub held: bool,
     pub state: S,
 }
 
@@ -58,7 +63,47 @@ pub enum Served {
     /// The turn's reads are used up with bytes maybe left: serve it again after the
     /// others.
     Resume,
+    /// A publish waits for a worker that is behind: serve it again in
+    /// [`HELD_RETRY`], with nothing more read meanwhile.
+    Held,
     Drop,
+}
+
+/// The connections a loop serves again without a new event: those whose turn was
+/// spent, at once, and those held, after [`HELD_RETRY`].
+#[derive(Debug, Default)]
+pub struct Again {
+    resume: Vec<usize>,
+    held: Vec<usize>,
+}
+
+impl Again {
+    pub fn note(&mut self, key: usize, served: Served) {
+        match served {
+            Served::Resume => self.resume.push(key),
+            // Once: an event may serve a held connection before its retry does.
+            Served::Held if !self.held.contains(&key) => self.held.push(key),
+            Served::Held | Served::Keep | Served::Drop => {}
+        }
+    }
+
+    /// How long the loop may wait for events, at most `until_sweep`.
+    pub fn timeout(&self, until_sweep: Duration) -> Duration {
+        if !self.resume.is_empty() {
+            Duration::ZERO
+        } else if !self.held.is_empty() {
+            until_sweep.min(HELD_RETRY)
+        } else {
+            until_sweep
+        }
+    }
+
+    /// The connections to serve again now (held ones each time: they check again).
+    pub fn take(&mut self) -> Vec<usize> {
+        let mut keys = std::mem::take(&mut self.resume);
+        keys.append(&mut self.held);
+        keys
+    }
 }
 
 impl<S> Link<S> {
@@ -72,6 +117,7 @@ impl<S> Link<S> {
             peer_closed: false,
             request_began: now,
             last_active: now,
+            held: false,
             state,
         }
     }
@@ -95,6 +141,9 @@ impl<S> Link<S> {
             answer(self);
             if !self.flush(now) {
                 return Served::Drop;
+            }
+            if self.held {
+                return Served::Held; // what is unread waits too: the client is paced
             }
             if self.output.len() >= OUTPUT_HIGH {
                 return Served::Keep; // the socket is full: its writable edge brings us back
@@ -214,5 +263,53 @@ mod tests {
         let mut answers = String::new();
         client.read_to_string(&mut answers).expect("read");
         assert_eq!(answers, "pong\npong\n");
+    }
+
+    #[test]
+    fn a_held_connection_is_served_again_once_per_retry_after_a_short_wait() {
+        let mut again = Again::default();
+        let sweep = Duration::from_millis(900);
+        assert_eq!(again.timeout(sweep), sweep, "nothing to serve again");
+        again.note(3, Served::Held);
+        again.note(3, Served::Held); // an event served it before its retry did
+        again.note(4, Served::Keep);
+        assert_eq!(again.timeout(sweep), HELD_RETRY);
+        again.note(5, Served::Resume);
+        assert_eq!(
+            again.timeout(sweep),
+            Duration::ZERO,
+            "a spent turn goes on at once"
+        );
+        assert_eq!(again.take(), vec![5, 3]);
+        assert_eq!(again.timeout(sweep), sweep);
+    }
+
+    #[test]
+    fn a_held_request_stays_unread_until_the_answering_lets_it_through() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut client =
+            std::net::TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        server.set_nonblocking(true).expect("nonblocking");
+        let now = Instant::now();
+        let mut link = Link::new(TcpStream::from_std(server), 0u32, now);
+        // Bounded: the bytes are on loopback, but may not be there yet.
+        client.write_all(b"ping\n").expect("write");
+        for _ in 0..2000 {
+            link.serve(now, false, pong);
+            if link.state == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(link.state, 1);
+        client.write_all(b"ping\nping\n").expect("write");
+        std::thread::sleep(Duration::from_millis(20));
+        let hold = |link: &mut Link<u32>| link.held = true;
+        assert_eq!(link.serve(now, false, hold), Served::Held);
+        assert!(link.input.is_empty(), "nothing read while held");
+        link.held = false;
+        assert_eq!(link.serve(now, false, pong), Served::Keep);
+        assert_eq!(link.state, 3, "both answered once let through");
     }
 }

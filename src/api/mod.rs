@@ -21,7 +21,7 @@ use crate::proto::poll;
 use crate::stats::snapshot::Snapshot;
 use crate::stats::{prometheus, report, Shared};
 use crate::worker::inbox::{self, Inbox, Mail};
-use keepalive::{Link, Phase, Served, OUTPUT_HIGH};
+use keepalive::{Again, Link, Phase, OUTPUT_HIGH};
 use request::{ApiParsed, ApiRequest, ApiRules, Persistence};
 use stream::{StatsFeed, MAX_STREAMS};
 
@@ -56,8 +56,9 @@ pub struct Api {
     max_body: usize,
     api_key: Option<&'static str>,
     timeouts: ApiTimeouts,
-    /// Connections that used up their reads for a turn with bytes maybe left.
-    resume: Vec<usize>,
+    /// Connections that used up their reads for a turn with bytes maybe left, or
+    /// whose publish waits for a worker that is behind.
+    again: Again,
     streams: Streams,
     /// With `--broker`: this thread's connections to Redis.
     publisher: Publisher,
@@ -92,7 +93,7 @@ impl Api {
             max_body,
             api_key,
             timeouts,
-            resume: Vec::new(),
+            again: Again::default(),
             streams: Streams::default(),
             publisher: Publisher::default(),
         })
@@ -103,11 +104,9 @@ impl Api {
         let mut events = Events::with_capacity(256);
         let mut next_sweep = Instant::now() + TICK;
         loop {
-            let timeout = if self.resume.is_empty() {
-                next_sweep.saturating_duration_since(Instant::now())
-            } else {
-                Duration::ZERO
-            };
+            let timeout = self
+                .again
+                .timeout(next_sweep.saturating_duration_since(Instant::now()));
             crate::reactor::wait(&mut self.poll, &mut events, Some(timeout))?;
             let now = Instant::now();
             // This turn's publications reach each worker with one wake. Not with
@@ -119,7 +118,7 @@ impl Api {
                     Token(key) => self.serve_or_drop(key, now, !event.is_read_closed()),
                 }
             }
-            for key in std::mem::take(&mut self.resume) {
+            for key in self.again.take() {
                 self.serve_or_drop(key, now, false);
             }
             drop(held);
@@ -210,10 +209,8 @@ impl Api {
         let served = self.conns[key].serve(now, short_reads_drain, |conn| {
             answer_complete(conn, rules, shared, inboxes, streams, publisher, now)
         });
-        if served == Served::Resume {
-            self.resume.push(key);
-        }
-        served != Served::Drop
+        self.again.note(key, served);
+        served != keepalive::Served::Drop
     }
 
     /// Once a second: 408 for a request that is taking too long, and the end of
@@ -233,8 +230,13 @@ impl Api {
                 && conn.output.is_empty()
                 && pending > timeouts.request
             {
-                let status = 408;
-                let body = refusal_body("request not complete within the API request timeout");
+                let (status, body) = if conn.held {
+                    let reason = "not published: the workers were behind for the whole API request timeout; publish again later";
+                    (503, refusal_body(reason))
+                } else {
+                    let reason = "request not complete within the API request timeout";
+                    (408, refusal_body(reason))
+                };
                 conn.output.extend_from_slice(&request::response(
                     status,
                     &body,
@@ -274,6 +276,7 @@ fn answer_complete(
     now: Instant,
 ) {
     let mut pos = 0;
+    let was_held = std::mem::take(&mut conn.held);
     while conn.phase == Phase::Open
         && conn.input.len() - pos >= conn.wants
         && conn.output.len() < OUTPUT_HIGH
@@ -294,6 +297,14 @@ fn answer_complete(
                 request,
                 keep_alive,
             } => {
+                if request.publishes() && shared.hub.workers_behind() {
+                    // Left unparsed: it is parsed again once the workers catch up.
+                    if !was_held {
+                        shared.publishes_held.fetch_add(1, Ordering::Relaxed);
+                    }
+                    conn.held = true;
+                    break;
+                }
                 pos += consumed.max(1).min(conn.input.len() - pos);
                 conn.request_began = now; // the next request, maybe partly here, begins
                 conn.wants = 1;

@@ -192,6 +192,12 @@ impl Hub {
         Ok(channel)
     }
 
+    /// Some worker has more publications waiting than a turn should carry: a
+    /// publisher should wait before it adds more (see `worker::inbox`).
+    pub fn workers_behind(&self) -> bool {
+        self.outlets.iter().any(|outlet| outlet.behind())
+    }
+
     /// Numbers the message, keeps it in history and hands it to every worker with
     /// subscribers. The channel lock is held across the hand-off so that every
     /// inbox receives a channel's messages in sequence order.

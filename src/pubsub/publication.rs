@@ -26,6 +26,11 @@ pub trait Outlet: Send + Sync + fmt::Debug {
     fn ready(&self, channel: ChannelRef);
     /// The broker's answer to connection `key`'s `publish` command.
     fn published(&self, key: usize, answer: String);
+    /// The worker has more publications waiting than a turn should carry:
+    /// publishers wait before they add more (`Hub::workers_behind`).
+    fn behind(&self) -> bool {
+        false
+    }
 }
 
 /// The broker, as the hub sees it (`--broker`): it numbers and relays messages

@@ -14,7 +14,7 @@ use slab::Slab;
 use super::command::{self, Action, Rules, Session};
 use super::encode;
 use super::parse::{self, Limits, Parsed};
-use crate::api::keepalive::{Link, Phase, Served, OUTPUT_HIGH, READ_CHUNK};
+use crate::api::keepalive::{Again, Link, Phase, Served, OUTPUT_HIGH, READ_CHUNK};
 use crate::api::publish::publish_one;
 use crate::broker::publisher::Publisher;
 use crate::stats::Shared;
@@ -42,7 +42,8 @@ pub struct RespServer {
     /// A command not complete this long after its first byte is refused.
     request_timeout: Duration,
     next_id: u64,
-    resume: Vec<usize>,
+    /// Connections to serve again without an event: spent turns, held publishes.
+    again: Again,
     /// With `--broker`: this thread's connections to Redis.
     publisher: Publisher,
 }
@@ -68,7 +69,7 @@ impl RespServer {
             max_message,
             request_timeout,
             next_id: 1,
-            resume: Vec::new(),
+            again: Again::default(),
             publisher: Publisher::default(),
         })
     }
@@ -78,11 +79,9 @@ impl RespServer {
         let mut events = Events::with_capacity(256);
         let mut next_sweep = Instant::now() + TICK;
         loop {
-            let timeout = if self.resume.is_empty() {
-                next_sweep.saturating_duration_since(Instant::now())
-            } else {
-                Duration::ZERO
-            };
+            let timeout = self
+                .again
+                .timeout(next_sweep.saturating_duration_since(Instant::now()));
             crate::reactor::wait(&mut self.poll, &mut events, Some(timeout))?;
             let now = Instant::now();
             // This turn's publications reach each worker with one wake. Not with
@@ -94,7 +93,7 @@ impl RespServer {
                     Token(key) => self.serve_or_drop(key, now, !event.is_read_closed()),
                 }
             }
-            for key in std::mem::take(&mut self.resume) {
+            for key in self.again.take() {
                 self.serve_or_drop(key, now, false);
             }
             drop(held);
@@ -167,9 +166,7 @@ impl RespServer {
         let served = self.conns[key].serve(now, short_reads_drain, |conn| {
             answer_complete(conn, &ctx, publisher, now)
         });
-        if served == Served::Resume {
-            self.resume.push(key);
-        }
+        self.again.note(key, served);
         served != Served::Drop
     }
 
@@ -190,10 +187,12 @@ impl RespServer {
                 && conn.output.is_empty()
                 && pending > timeout
             {
-                encode::error(
-                    &mut conn.output,
-                    "ERR Protocol error: command not complete within --api-request-timeout",
-                );
+                let error = if conn.held {
+                    "ERR not published: the workers were behind for the whole --api-request-timeout; publish again later"
+                } else {
+                    "ERR Protocol error: command not complete within --api-request-timeout"
+                };
+                encode::error(&mut conn.output, error);
                 self.shared.resp_errors.fetch_add(1, Ordering::Relaxed);
                 conn.input.clear();
                 conn.phase = Phase::Closing;
@@ -227,6 +226,7 @@ fn answer_complete(
 ) {
     let (mut commands, mut errors) = (0, 0);
     let mut pos = 0;
+    let was_held = std::mem::take(&mut conn.held);
     while conn.phase == Phase::Open
         && conn.input.len() - pos >= conn.wants
         && conn.output.len() < OUTPUT_HIGH
@@ -234,6 +234,17 @@ fn answer_complete(
         match parse::parse(&conn.input[pos..], ctx.limits) {
             Parsed::Partial { wants } => conn.wants = wants.max(1),
             Parsed::Command { consumed, args } => {
+                let publishes = args
+                    .first()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(b"PUBLISH"));
+                if publishes && ctx.shared.hub.workers_behind() {
+                    // Left unparsed: it is read again once the workers catch up.
+                    if !was_held {
+                        ctx.shared.publishes_held.fetch_add(1, Ordering::Relaxed);
+                    }
+                    conn.held = true;
+                    break;
+                }
                 pos += consumed;
                 conn.wants = 1;
                 conn.request_began = now;

@@ -190,6 +190,8 @@ pub struct Shared {
     pub resp_commands: AtomicU64,
     pub resp_errors: AtomicU64,
     pub resp_connections: AtomicU64,
+    /// Publishes (API and RESP) that waited for a worker that was behind.
+    pub publishes_held: AtomicU64,
 }
 
 impl Shared {
@@ -206,6 +208,7 @@ impl Shared {
             resp_commands: AtomicU64::new(0),
             resp_errors: AtomicU64::new(0),
             resp_connections: AtomicU64::new(0),
+            publishes_held: AtomicU64::new(0),
         }
     }
 

@@ -50,6 +50,8 @@ families! {
         "Connections or channels refused by a limit, by cause.";
     MESSAGES_PUBLISHED: "halley_messages_published_total", Counter,
         "Messages published (API, client publishes and the demo).";
+    PUBLISHES_HELD: "halley_publishes_held_total", Counter,
+        "HTTP and RESP publishes that waited for a worker that was behind (each counted once).";
     MESSAGES_DELIVERED: "halley_messages_delivered_total", Counter,
         "Messages written or queued to subscribers.";
     SLOW_CONSUMER_CLOSES: "halley_slow_consumer_closes_total", Counter,

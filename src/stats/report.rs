@@ -80,6 +80,7 @@ mod tests {
             "connections_buffered",
             "connections_total",
             "published_total",
+            "publishes_held_total",
             "delivered_total",
             "channels",
             "channels_refused_total",

@@ -32,6 +32,7 @@ pub struct Snapshot {
     pub resp_errors: u64,
     pub resp_connections: u64,
     pub published: u64,
+    pub publishes_held: u64,
     pub channels: u64,
     pub channels_refused: u64,
     pub addresses_counted: u64,
@@ -145,6 +146,7 @@ impl Snapshot {
             resp_errors: shared.resp_errors.load(Ordering::Relaxed),
             resp_connections: shared.resp_connections.load(Ordering::Relaxed),
             published: shared.hub.published_total(),
+            publishes_held: shared.publishes_held.load(Ordering::Relaxed),
             channels: shared.hub.channel_count() as u64,
             channels_refused: shared.hub.channels_refused(),
             addresses_counted: shared.per_address.addresses() as u64,
@@ -179,6 +181,11 @@ impl Snapshot {
                 Some("published_total"),
                 self.published,
                 series!(MESSAGES_PUBLISHED),
+            ),
+            (
+                Some("publishes_held_total"),
+                self.publishes_held,
+                series!(PUBLISHES_HELD),
             ),
             (Some("channels"), self.channels, series!(CHANNELS)),
             (

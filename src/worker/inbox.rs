@@ -5,8 +5,17 @@
 //! ([`hold_wakes`]): the mail is queued at once, but each worker it went to is woken
 //! once when the turn ends, so a turn's publications reach a worker as one batch
 //! instead of waking it again whenever it has just emptied its queue.
+//!
+//! The publications waiting are weighed (payload bytes plus a fixed overhead). Past
+//! `behind_bytes` the worker is behind, and the API and RESP threads hold their
+//! next publish until it has taken its mail: the queue, and the batch a turn
+//! encodes once and writes to every subscriber, stay bounded instead of growing
+//! with the publishers' lead (and that batch stays under a connection's
+//! `--max-queued-bytes`, so subscribers that keep up are not shed for the server's
+//! own backlog).
 
 use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use mio::net::TcpStream;
@@ -40,6 +49,19 @@ pub enum Mail {
 pub struct Inbox {
     queue: Mutex<Vec<Mail>>,
     waker: Arc<Waker>,
+    /// The weight of the publications in `queue`.
+    queued_bytes: AtomicUsize,
+    behind_bytes: usize,
+}
+
+/// What a waiting publication weighs beyond its payload: the mail, the reference
+/// to the channel, and the frame header and envelope it will be sent in.
+const MAIL_OVERHEAD: usize = 64;
+
+/// The weight past which a worker is behind, for a connection cap of
+/// `max_queued_bytes`: a quarter of it, within 64 KiB to 16 MiB.
+pub fn behind_bytes(max_queued_bytes: usize) -> usize {
+    (max_queued_bytes / 4).clamp(64 << 10, 16 << 20)
 }
 
 thread_local! {
@@ -86,18 +108,25 @@ fn wake(waker: &Arc<Waker>) {
 }
 
 impl Inbox {
-    pub fn new(waker: Waker) -> Inbox {
+    pub fn new(waker: Waker, behind_bytes: usize) -> Inbox {
         Inbox {
             queue: Mutex::new(Vec::new()),
             waker: Arc::new(waker),
+            queued_bytes: AtomicUsize::new(0),
+            behind_bytes,
         }
     }
 
     /// Queues the mail and wakes the worker, unless mail was already waiting (the
     /// worker drains everything at once, so one wake per batch is enough).
     pub fn push(&self, mail: Mail) {
+        let weight = match &mail {
+            Mail::Publication(publication) => publication.payload.len() + MAIL_OVERHEAD,
+            _ => 0,
+        };
         let was_empty = {
             let mut queue = self.queue.lock().expect("inbox lock");
+            self.queued_bytes.fetch_add(weight, Ordering::Relaxed);
             queue.push(mail);
             queue.len() == 1
         };
@@ -109,7 +138,10 @@ impl Inbox {
     /// Moves every waiting mail into `into` (which should be empty), keeping both
     /// allocations for reuse.
     pub fn drain_into(&self, into: &mut Vec<Mail>) {
-        std::mem::swap(&mut *self.queue.lock().expect("inbox lock"), into);
+        let mut queue = self.queue.lock().expect("inbox lock");
+        std::mem::swap(&mut *queue, into);
+        // Under the lock, as pushes count theirs: the weight is the queue's.
+        self.queued_bytes.store(0, Ordering::Relaxed);
     }
 }
 
@@ -124,6 +156,10 @@ impl Outlet for Inbox {
 
     fn published(&self, key: usize, answer: String) {
         self.push(Mail::Published { key, answer });
+    }
+
+    fn behind(&self) -> bool {
+        self.queued_bytes.load(Ordering::Relaxed) >= self.behind_bytes
     }
 }
 
@@ -142,7 +178,7 @@ mod tests {
     fn held_wakes_wake_each_worker_once_when_the_turn_ends() {
         let mut poll = Poll::new().expect("poll");
         let waker = Waker::new(poll.registry(), Token(7)).expect("waker");
-        let inbox = Inbox::new(waker);
+        let inbox = Inbox::new(waker, 1 << 20);
         let mut events = Events::with_capacity(8);
         let mut mail = Vec::new();
         {
@@ -165,5 +201,41 @@ mod tests {
         mail.clear();
         inbox.push(Mail::DropConnections);
         assert_eq!(woken(&mut poll, &mut events), 1);
+    }
+
+    #[test]
+    fn a_worker_is_behind_past_its_weight_of_publications_until_it_takes_them() {
+        use crate::pubsub::channel::{Channel, ChannelRef};
+        let poll = Poll::new().expect("poll");
+        let waker = Waker::new(poll.registry(), Token(7)).expect("waker");
+        let inbox = Inbox::new(waker, 4 * (1000 + MAIL_OVERHEAD));
+        let channel = ChannelRef::new(Channel::new("a", Default::default(), false).unwrap());
+        let publication = |seq| {
+            Mail::Publication(Publication {
+                channel: ChannelRef::clone(&channel),
+                seq,
+                payload: bytes::Bytes::from(vec![b'x'; 1000]),
+            })
+        };
+        for seq in 1..=3 {
+            inbox.push(publication(seq));
+            inbox.push(Mail::DropConnections); // weighs nothing
+        }
+        assert!(!inbox.behind(), "three of four");
+        inbox.push(publication(4));
+        assert!(inbox.behind());
+        let mut mail = Vec::new();
+        inbox.drain_into(&mut mail);
+        assert_eq!(mail.len(), 7);
+        assert!(!inbox.behind(), "taken");
+        inbox.push(publication(5));
+        assert!(!inbox.behind(), "counted from the take");
+    }
+
+    #[test]
+    fn the_bound_is_a_quarter_of_the_connection_cap_within_limits() {
+        assert_eq!(behind_bytes(4 << 20), 1 << 20);
+        assert_eq!(behind_bytes(1000), 64 << 10);
+        assert_eq!(behind_bytes(1 << 30), 16 << 20);
     }
 }
