@@ -29,7 +29,7 @@ fn noisy(seed: u64) -> String {
 const BATCHES: usize = 40;
 const PER_BATCH: usize = 50;
 
-/// One worker, and a 256 KiB connection cap: the worker is behind past 64 KiB
+/// One worker, and a 256 KiB connection cap: the worker is behind past 128 KiB
 /// queued. Returns the server and a subscriber of `flood` that agreed to deflate.
 fn flood_server(extra: &[&str]) -> (Server, RawWs) {
     let mut args = vec!["--workers", "1", "--max-queued-bytes", "262144"];

@@ -99,8 +99,14 @@ impl Again {
     }
 
     /// The connections to serve again now (held ones each time: they check again).
+    /// The held ones in turn: the first served may publish until the workers are
+    /// behind again, so the first place goes round, or one publisher would starve
+    /// the others.
     pub fn take(&mut self) -> Vec<usize> {
         let mut keys = std::mem::take(&mut self.resume);
+        if !self.held.is_empty() {
+            self.held.rotate_left(1);
+        }
         keys.append(&mut self.held);
         keys
     }
@@ -282,6 +288,16 @@ mod tests {
         );
         assert_eq!(again.take(), vec![5, 3]);
         assert_eq!(again.timeout(sweep), sweep);
+        for key in [1, 2, 3] {
+            again.note(key, Served::Held);
+        }
+        let first = again.take();
+        for &key in &first {
+            again.note(key, Served::Held); // held again, noted in the order served
+        }
+        let second = again.take();
+        assert_eq!((first[0], second[0]), (2, 3), "the first place goes round");
+        assert_eq!(second, vec![3, 1, 2]);
     }
 
     #[test]
