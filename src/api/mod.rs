@@ -276,7 +276,7 @@ fn answer_complete(
     now: Instant,
 ) {
     let mut pos = 0;
-    let was_held = std::mem::take(&mut conn.held);
+    let mut was_held = std::mem::take(&mut conn.held);
     while conn.phase == Phase::Open
         && conn.input.len() - pos >= conn.wants
         && conn.output.len() < OUTPUT_HIGH
@@ -305,6 +305,7 @@ fn answer_complete(
                     conn.held = true;
                     break;
                 }
+                was_held = false; // the next one held is another publish: counted again
                 pos += consumed.max(1).min(conn.input.len() - pos);
                 conn.request_began = now; // the next request, maybe partly here, begins
                 conn.wants = 1;

@@ -226,7 +226,7 @@ fn answer_complete(
 ) {
     let (mut commands, mut errors) = (0, 0);
     let mut pos = 0;
-    let was_held = std::mem::take(&mut conn.held);
+    let mut was_held = std::mem::take(&mut conn.held);
     while conn.phase == Phase::Open
         && conn.input.len() - pos >= conn.wants
         && conn.output.len() < OUTPUT_HIGH
@@ -245,6 +245,7 @@ fn answer_complete(
                     conn.held = true;
                     break;
                 }
+                was_held = false; // the next one held is another publish: counted again
                 pos += consumed;
                 conn.wants = 1;
                 conn.request_began = now;

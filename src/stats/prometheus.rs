@@ -151,6 +151,9 @@ halley_connections_rejected_total{cause=\"fd_exhausted\"} 0
 # HELP halley_messages_published_total Messages published (API, client publishes and the demo).
 # TYPE halley_messages_published_total counter
 halley_messages_published_total 6
+# HELP halley_publishes_held_total HTTP and RESP publishes that waited for a worker that was behind (each counted once).
+# TYPE halley_publishes_held_total counter
+halley_publishes_held_total 0
 # HELP halley_messages_delivered_total Messages written or queued to subscribers.
 # TYPE halley_messages_delivered_total counter
 halley_messages_delivered_total 9
