@@ -3,8 +3,9 @@
 `hold`), and one keep-alive HTTP publisher posting batches of --per-batch messages
 of --size bytes to it, --rate batches a second, for --seconds. Every 2 s it prints
 the server's VmRSS, the publishes answered, the stats (connections open,
-deliveries, publishes held, slow-consumer closes) and the slowest answer of the
-last 50; at the end, one summary line.
+deliveries, publishes held, slow-consumer closes), the slowest answer of the last
+50, and how long a new WebSocket took to be upgraded and answered a subscribe; at
+the end, one summary line.
 
     scripts/publish-flood.py [--server target/release/halley]
         [--bench target/release/halley-bench] [--connections 10000]
@@ -15,6 +16,11 @@ without bound (RSS grows), then sheds its subscribers as slow consumers. Starts 
 own server on 127.0.0.1 and stops it by its PID; every wait is bounded.
 """
 import argparse, json, socket, subprocess, sys, threading, time, urllib.request
+
+
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2] if values else 0.0
 
 
 def vmrss_mib(pid):
@@ -49,6 +55,36 @@ def read_answer(sock, buf):
             raise EOFError("the API closed the connection")
         rest += data
     return head.split(b"\r\n")[0].decode(), rest[length:]
+
+
+def probe(client):
+    """Seconds for a new WebSocket to be upgraded and answered a subscribe: how long
+    a worker busy with the flood keeps a newcomer waiting (at most 30 s)."""
+    host, port = client.split(":")
+    began = time.time()
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    try:
+        sock.sendall(b"GET /ws HTTP/1.1\r\nHost: flood\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n\r\n")
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += sock.recv(4096) or b"!"
+            if buf.endswith(b"!"):
+                return float("nan")
+        command = b'{"op":"subscribe","channel":"probe"}'
+        mask = b"\x01\x02\x03\x04"
+        masked = bytes(c ^ mask[i % 4] for i, c in enumerate(command))
+        sock.sendall(bytes([0x81, 0x80 | len(command)]) + mask + masked)
+        buf = buf.split(b"\r\n\r\n", 1)[1]
+        while len(buf) < 2 or len(buf) < 2 + (buf[1] & 0x7F):
+            data = sock.recv(4096)
+            if not data:
+                return float("nan")
+            buf += data
+        return time.time() - began
+    finally:
+        sock.close()
 
 
 def publish(a, api, stop, tally):
@@ -102,16 +138,18 @@ def main():
         stop = time.time() + a.seconds
         thread = threading.Thread(target=publish, args=(a, api, stop, tally), daemon=True)
         thread.start()
-        began, peak = time.time(), 0.0
+        began, peak, probes = time.time(), 0.0, []
         while time.time() < stop + 6:
+            if time.time() < stop:
+                probes.append(probe(client))
             rss, s = vmrss_mib(server.pid), stats(api)
             peak = max(peak, rss)
             slowest = max(tally["answers"][-50:] or [0]) * 1000
             print(f"{time.time() - began:5.1f}s published {tally['published']:>8} "
                   f"VmRSS {rss:7.1f} MiB open {s['connections_open']} "
                   f"delivered {s['delivered_total']} held {s.get('publishes_held_total', '-')} "
-                  f"shed {s['slow_consumer_closes_total']} slowest answer {slowest:.0f} ms",
-                  flush=True)
+                  f"shed {s['slow_consumer_closes_total']} slowest answer {slowest:.0f} ms "
+                  f"newcomer {probes[-1] * 1000 if probes else 0:.0f} ms", flush=True)
             time.sleep(2)
         thread.join(timeout=35)
         # What was published is delivered after the flood: wait (at most 60 s) until
@@ -128,7 +166,9 @@ def main():
               f"{s['delivered_total']} of {expected} deliveries, peak VmRSS {peak:.1f} MiB, "
               f"{s['slow_consumer_closes_total']} subscribers shed, "
               f"{s.get('publishes_held_total', '-')} publishes held, answer p50 "
-              f"{answers[len(answers) // 2] * 1000:.0f} ms max {answers[-1] * 1000:.0f} ms")
+              f"{answers[len(answers) // 2] * 1000:.0f} ms max {answers[-1] * 1000:.0f} ms, "
+              f"a newcomer's upgrade and subscribe p50 {median(probes) * 1000:.0f} ms "
+              f"max {max(probes or [0]) * 1000:.0f} ms ({len(probes)} tried)")
     finally:
         if bench is not None and bench.poll() is None:
             bench.terminate()
