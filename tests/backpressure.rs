@@ -29,26 +29,35 @@ fn noisy(seed: u64) -> String {
 const BATCHES: usize = 40;
 const PER_BATCH: usize = 50;
 
+const TOTAL: usize = BATCHES * PER_BATCH;
+
 /// One worker, and a 256 KiB connection cap: the worker is behind past 128 KiB
 /// queued. Returns the server and a subscriber of `flood` that agreed to deflate.
 fn flood_server(extra: &[&str]) -> (Server, RawWs) {
     let mut args = vec!["--workers", "1", "--max-queued-bytes", "262144"];
     args.extend_from_slice(extra);
     let server = Server::start(&args);
+    let (ws, _) = subscriber(&server);
+    (server, ws)
+}
+
+/// A subscriber of `flood` that agreed to deflate, and the seq it joined at.
+fn subscriber(server: &Server) -> (RawWs, u64) {
     let (mut ws, head) = RawWs::handshake_with(tcp(server.client_addr), "/ws", OFFER);
     assert!(
         header(&head.headers, "sec-websocket-extensions").is_some(),
         "deflate agreed"
     );
     ws.send_text(r#"{"op":"subscribe","channel":"flood"}"#);
-    let reply = String::from_utf8(ws.recv_frame().payload).expect("UTF-8 reply");
-    assert!(reply.contains(r#""op":"subscribed""#), "{reply}");
-    (server, ws)
+    let reply: serde_json::Value =
+        serde_json::from_slice(&ws.recv_frame().payload).expect("a JSON reply");
+    assert_eq!(reply["op"], "subscribed", "{reply}");
+    (ws, reply["seq"].as_u64().expect("a seq"))
 }
 
-/// Every message, once and in order, then no subscriber shed and some publish held.
-fn expect_every_push_and_a_wait(server: &Server, ws: &mut RawWs) {
-    for n in 0..BATCHES * PER_BATCH {
+/// Checks that the next pushes are exactly `seqs`, in order.
+fn expect_pushes(ws: &mut RawWs, seqs: std::ops::RangeInclusive<u64>) {
+    for seq in seqs {
         let frame = ws.recv_frame();
         let push = if frame.rsv1 {
             inflate_message(&frame.payload)
@@ -56,8 +65,19 @@ fn expect_every_push_and_a_wait(server: &Server, ws: &mut RawWs) {
             frame.payload
         };
         let push = String::from_utf8(push).expect("UTF-8 push");
-        check_push(&push, "flood", n as u64 + 1, &noisy(n as u64));
+        check_push(&push, "flood", seq, &noisy(seq - 1));
     }
+}
+
+/// Every message, once and in order, also to a subscriber that joins mid-flood
+/// (while the worker carries the channel's backlog over several turns), then no
+/// subscriber shed and some publish held.
+fn expect_every_push_and_a_wait(server: &Server, ws: &mut RawWs) {
+    expect_pushes(ws, 1..=500);
+    let (mut joiner, joined_at) = subscriber(server);
+    let late = thread::spawn(move || expect_pushes(&mut joiner, joined_at + 1..=TOTAL as u64));
+    expect_pushes(ws, 501..=TOTAL as u64);
+    late.join().expect("the subscriber that joined mid-flood");
     let stats = server.stats();
     assert_eq!(stats["slow_consumer_closes_total"], 0, "{stats}");
     assert!(
@@ -109,7 +129,7 @@ fn a_publisher_that_outruns_the_workers_waits_and_nothing_is_lost() {
 fn a_resp_publisher_that_outruns_the_workers_waits_and_nothing_is_lost() {
     let (server, mut ws) = flood_server(&["--resp-listen", "127.0.0.1:0"]);
     let mut commands = Vec::new();
-    for n in 0..BATCHES * PER_BATCH {
+    for n in 0..TOTAL {
         let data = noisy(n as u64);
         let command = format!(
             "*3\r\n$7\r\nPUBLISH\r\n$5\r\nflood\r\n${}\r\n{data}\r\n",
@@ -123,9 +143,7 @@ fn a_resp_publisher_that_outruns_the_workers_waits_and_nothing_is_lost() {
     expect_every_push_and_a_wait(&server, &mut ws);
     writer.join().expect("writer");
     // Each PUBLISH answered with its seq, in order.
-    let want: String = (1..=BATCHES * PER_BATCH)
-        .map(|n| format!(":{n}\r\n"))
-        .collect();
+    let want: String = (1..=TOTAL).map(|n| format!(":{n}\r\n")).collect();
     let mut got = vec![0u8; want.len()];
     std::io::Read::read_exact(&mut &resp, &mut got).expect("the replies");
     assert_eq!(String::from_utf8_lossy(&got), want);

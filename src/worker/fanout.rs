@@ -16,6 +16,7 @@
 use bytes::Bytes;
 
 use super::connection::{Busy, Flags, Phase, Transport};
+use super::inbox;
 use super::streams::poll_answer;
 use super::subscriptions::{self, Subscription};
 use super::Worker;
@@ -27,18 +28,31 @@ use crate::pubsub::hub::{Channel, ChannelRef};
 use crate::pubsub::publication::Publication;
 use crate::pubsub::topics::Topics;
 
+/// The most of one channel's messages (payload bytes, at least one message) a turn
+/// sends; the rest waits for the next turn, which comes at once. A flood on one
+/// channel then keeps the worker from its other connections for one such write to
+/// each subscriber, not for the whole backlog (seconds, with thousands of them).
+const CHANNEL_BYTES_PER_TURN: usize = 64 * 1024;
+
 impl Worker {
     pub(super) fn fan_out(&mut self) {
         if self.publications.is_empty() {
             return;
         }
-        // Stable: a channel's publications stay in sequence order.
+        // Stable: a channel's publications stay in sequence order, the carried ones
+        // (older) before this turn's.
         self.publications.sort_by_key(|p| p.channel.id);
         let mut publications = std::mem::take(&mut self.publications);
+        let (mut carried, mut sent) = (Vec::new(), 0);
         for group in publications.chunk_by(|a, b| ChannelRef::ptr_eq(&a.channel, &b.channel)) {
-            self.fan_out_channel(group);
+            let (now, later) = group.split_at(turn_share(group));
+            self.fan_out_channel(now);
+            sent += now.iter().map(inbox::weight).sum::<usize>();
+            carried.extend_from_slice(later);
         }
+        self.inbox.sent(sent);
         super::recycle(&mut publications);
+        publications.append(&mut carried);
         self.publications = publications;
     }
 
@@ -326,5 +340,53 @@ impl Encodings<'_> {
             })
             .collect();
         poll::body(self.fresh.iter().map(|p| &p.payload[..]), &standings)
+    }
+}
+/// How many of a channel's publications (in seq order) this turn sends: those
+/// within [`CHANNEL_BYTES_PER_TURN`], and always the first.
+fn turn_share(group: &[Publication]) -> usize {
+    let mut bytes = 0;
+    group
+        .iter()
+        .position(|p| {
+            bytes += p.payload.len();
+            bytes > CHANNEL_BYTES_PER_TURN
+        })
+        .map_or(group.len(), |over| over.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pubsub::channel::Channel;
+
+    fn group(sizes: &[usize]) -> Vec<Publication> {
+        let channel = ChannelRef::new(Channel::new("t", Default::default(), false).unwrap());
+        sizes
+            .iter()
+            .zip(1..)
+            .map(|(&size, seq)| Publication {
+                channel: ChannelRef::clone(&channel),
+                seq,
+                payload: Bytes::from(vec![b'x'; size]),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_turn_sends_a_channel_at_most_its_share_and_always_one_message() {
+        assert_eq!(turn_share(&group(&[100; 10])), 10, "all of a small group");
+        let kib = 1024;
+        assert_eq!(turn_share(&group(&[16 * kib; 10])), 4, "64 KiB of them");
+        assert_eq!(
+            turn_share(&group(&[200 * kib, 1, 1])),
+            1,
+            "one, however large"
+        );
+        assert_eq!(
+            turn_share(&group(&[60 * kib, 4 * kib, 1])),
+            2,
+            "up to the share exactly"
+        );
     }
 }

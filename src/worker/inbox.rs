@@ -6,13 +6,12 @@
 //! once when the turn ends, so a turn's publications reach a worker as one batch
 //! instead of waking it again whenever it has just emptied its queue.
 //!
-//! The publications waiting are weighed (payload bytes plus a fixed overhead). Past
-//! `behind_bytes` the worker is behind, and the API and RESP threads hold their
-//! next publish until it has taken its mail: the queue, and the batch a turn
-//! encodes once and writes to every subscriber, stay bounded instead of growing
-//! with the publishers' lead (and that batch stays under a connection's
-//! `--max-queued-bytes`, so subscribers that keep up are not shed for the server's
-//! own backlog).
+//! The publications waiting for the worker (queued here, or taken but not yet sent:
+//! a turn sends at most 64 KiB of any one channel) are weighed, payload bytes plus a
+//! fixed overhead. Past `behind_bytes` the worker is behind, and the API and RESP
+//! threads hold their next publish until it has sent enough: what waits stays
+//! bounded instead of growing with the publishers' lead, and subscribers that keep
+//! up are not shed for the server's own backlog.
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,7 +48,7 @@ pub enum Mail {
 pub struct Inbox {
     queue: Mutex<Vec<Mail>>,
     waker: Arc<Waker>,
-    /// The weight of the publications in `queue`.
+    /// The weight of the publications pushed and not yet sent (`sent`).
     queued_bytes: AtomicUsize,
     behind_bytes: usize,
 }
@@ -57,6 +56,11 @@ pub struct Inbox {
 /// What a waiting publication weighs beyond its payload: the mail, the reference
 /// to the channel, and the frame header and envelope it will be sent in.
 const MAIL_OVERHEAD: usize = 64;
+
+/// What `publication` counts for while it waits.
+pub fn weight(publication: &Publication) -> usize {
+    publication.payload.len() + MAIL_OVERHEAD
+}
 
 /// The weight past which a worker is behind, for a connection cap of
 /// `max_queued_bytes`: half of it, within 64 KiB to 16 MiB. A turn then carries at
@@ -124,12 +128,12 @@ impl Inbox {
     /// worker drains everything at once, so one wake per batch is enough).
     pub fn push(&self, mail: Mail) {
         let weight = match &mail {
-            Mail::Publication(publication) => publication.payload.len() + MAIL_OVERHEAD,
+            Mail::Publication(publication) => weight(publication),
             _ => 0,
         };
         let was_empty = {
-            let mut queue = self.queue.lock().expect("inbox lock");
             self.queued_bytes.fetch_add(weight, Ordering::Relaxed);
+            let mut queue = self.queue.lock().expect("inbox lock");
             queue.push(mail);
             queue.len() == 1
         };
@@ -141,10 +145,17 @@ impl Inbox {
     /// Moves every waiting mail into `into` (which should be empty), keeping both
     /// allocations for reuse.
     pub fn drain_into(&self, into: &mut Vec<Mail>) {
-        let mut queue = self.queue.lock().expect("inbox lock");
-        std::mem::swap(&mut *queue, into);
-        // Under the lock, as pushes count theirs: the weight is the queue's.
-        self.queued_bytes.store(0, Ordering::Relaxed);
+        std::mem::swap(&mut *self.queue.lock().expect("inbox lock"), into);
+    }
+
+    /// The worker sent (or dropped) publications of this much weight.
+    pub fn sent(&self, weight: usize) {
+        // Saturating: an error here must not leave publishers held for good.
+        let _ = self
+            .queued_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                Some(w.saturating_sub(weight))
+            });
     }
 }
 
@@ -207,7 +218,7 @@ mod tests {
     }
 
     #[test]
-    fn a_worker_is_behind_past_its_weight_of_publications_until_it_takes_them() {
+    fn a_worker_is_behind_past_its_weight_of_publications_until_it_sends_them() {
         use crate::pubsub::channel::{Channel, ChannelRef};
         let poll = Poll::new().expect("poll");
         let waker = Waker::new(poll.registry(), Token(7)).expect("waker");
@@ -230,9 +241,15 @@ mod tests {
         let mut mail = Vec::new();
         inbox.drain_into(&mut mail);
         assert_eq!(mail.len(), 7);
-        assert!(!inbox.behind(), "taken");
+        assert!(inbox.behind(), "taken, not yet sent");
+        inbox.sent(1000 + MAIL_OVERHEAD);
+        assert!(!inbox.behind(), "one sent");
         inbox.push(publication(5));
-        assert!(!inbox.behind(), "counted from the take");
+        assert!(inbox.behind(), "and one more waits");
+        inbox.sent(10 << 20);
+        assert!(!inbox.behind(), "never below nothing");
+        inbox.push(publication(6));
+        assert!(!inbox.behind());
     }
 
     #[test]

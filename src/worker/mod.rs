@@ -60,6 +60,7 @@ pub struct Worker {
     stalls: stall::Stalls,
     scratch: Vec<u8>,
     mail: Vec<Mail>,
+    /// Publications to send: this turn's mail, after what earlier turns carried over.
     publications: Vec<Publication>,
     /// Connections to remove at the end of this turn.
     doomed: Vec<usize>,
@@ -122,7 +123,7 @@ impl Worker {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = if !self.unfinished_reads.is_empty() {
+            let timeout = if !self.unfinished_reads.is_empty() || !self.publications.is_empty() {
                 Duration::ZERO
             } else if self.shutdown_deadline.is_some() {
                 Duration::from_millis(50)
