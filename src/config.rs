@@ -75,8 +75,8 @@ pub struct ServeArgs {
     #[arg(long, env = "HALLEY_MAX_COMMANDS_PER_SECOND", value_name = "N")]
     pub max_commands_per_second: Option<u32>,
     /// Bytes queued for one slow client before it is closed (1008 "slow consumer");
-    /// half of it bounds the publications waiting for a worker, past which
-    /// publishers wait [default: 4194304]
+    /// it also bounds the publications waiting for a worker (at most 16 MiB), past
+    /// which publishers wait [default: 4194304]
     #[arg(long, env = "HALLEY_MAX_QUEUED_BYTES", value_name = "BYTES")]
     pub max_queued_bytes: Option<usize>,
     /// Ping a client silent for this long; 0 = never [default: 30]

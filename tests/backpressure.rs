@@ -31,8 +31,8 @@ const PER_BATCH: usize = 50;
 
 const TOTAL: usize = BATCHES * PER_BATCH;
 
-/// One worker, and a 256 KiB connection cap: the worker is behind past 128 KiB
-/// queued. Returns the server and a subscriber of `flood` that agreed to deflate.
+/// One worker, and a 256 KiB connection cap: the worker is behind past 256 KiB
+/// waiting. Returns the server and a subscriber of `flood` that agreed to deflate.
 fn flood_server(extra: &[&str]) -> (Server, RawWs) {
     let mut args = vec!["--workers", "1", "--max-queued-bytes", "262144"];
     args.extend_from_slice(extra);

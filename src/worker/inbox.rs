@@ -62,13 +62,13 @@ pub fn weight(publication: &Publication) -> usize {
     publication.payload.len() + MAIL_OVERHEAD
 }
 
-/// The weight past which a worker is behind, for a connection cap of
-/// `max_queued_bytes`: half of it, within 64 KiB to 16 MiB. A turn then carries at
-/// most that plus one request to any one channel, under the cap; a smaller bound
-/// cost throughput where a backlog lets a turn send a channel several messages in
-/// one write (docs/benchmarks.md, "Publishers wait").
+/// The weight past which a worker is behind: the connection cap
+/// (`max_queued_bytes`), at most 16 MiB. A turn writes at most 64 KiB of a channel
+/// to a subscriber whatever waits, so this bounds memory, not what a connection is
+/// owed; a smaller bound cost throughput where a backlog lets a turn send a channel
+/// several messages in one write (docs/benchmarks.md, "Publishers wait").
 pub fn behind_bytes(max_queued_bytes: usize) -> usize {
-    (max_queued_bytes / 2).clamp(64 << 10, 16 << 20)
+    max_queued_bytes.clamp(64 << 10, 16 << 20)
 }
 
 thread_local! {
@@ -253,8 +253,8 @@ mod tests {
     }
 
     #[test]
-    fn the_bound_is_half_the_connection_cap_within_limits() {
-        assert_eq!(behind_bytes(4 << 20), 2 << 20);
+    fn the_bound_is_the_connection_cap_within_limits() {
+        assert_eq!(behind_bytes(4 << 20), 4 << 20);
         assert_eq!(behind_bytes(1000), 64 << 10);
         assert_eq!(behind_bytes(1 << 30), 16 << 20);
     }
