@@ -297,7 +297,7 @@ fn answer_complete(
                 request,
                 keep_alive,
             } => {
-                if request.publishes() && shared.hub.workers_behind() {
+                if waits_for_workers(shared, &request) {
                     // Left unparsed: it is parsed again once the workers catch up.
                     if !was_held {
                         shared.publishes_held.fetch_add(1, Ordering::Relaxed);
@@ -351,6 +351,20 @@ fn answer_complete(
         }
     }
     conn.input.drain(..pos);
+}
+
+/// A publish that would add to a worker that is behind waits (`worker::inbox`).
+fn waits_for_workers(shared: &Shared, request: &ApiRequest) -> bool {
+    if !shared.hub.workers_behind() {
+        return false;
+    }
+    match request {
+        ApiRequest::Publish { channel, .. } => shared.hub.behind_for(channel),
+        ApiRequest::PublishBatch { messages } => {
+            messages.iter().any(|m| shared.hub.behind_for(&m.channel))
+        }
+        _ => false,
+    }
 }
 
 /// `{"channel":C,"seq":N,"epoch":E}` (channel names never need escaping).

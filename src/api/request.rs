@@ -52,16 +52,6 @@ pub enum ApiRequest {
     },
 }
 
-impl ApiRequest {
-    /// Adds publications to the workers' inboxes (held while a worker is behind).
-    pub fn publishes(&self) -> bool {
-        matches!(
-            self,
-            ApiRequest::Publish { .. } | ApiRequest::PublishBatch { .. }
-        )
-    }
-}
-
 #[derive(Debug, PartialEq, Eq)]
 pub enum ApiParsed {
     /// Need more bytes, at least until the buffer holds `wants` (so a body that

@@ -192,10 +192,24 @@ impl Hub {
         Ok(channel)
     }
 
-    /// Some worker has more publications waiting than a turn should carry: a
-    /// publisher should wait before it adds more (see `worker::inbox`).
+    /// Some worker has more publications waiting than it should: a publisher
+    /// should wait before it adds more for that worker (see `worker::inbox`).
     pub fn workers_behind(&self) -> bool {
         self.outlets.iter().any(|outlet| outlet.behind())
+    }
+
+    /// A publish to `name` would go to a worker that is behind. Only asked once
+    /// `workers_behind` says some is, so the common case costs no lookup; a worker
+    /// busy with one channel does not hold publishers of channels it does not hold.
+    pub fn behind_for(&self, name: &str) -> bool {
+        let Some(channel) = self.find(name) else {
+            return false;
+        };
+        let holders = channel.state().holders;
+        self.outlets
+            .iter()
+            .enumerate()
+            .any(|(worker, outlet)| holders.has(worker) && outlet.behind())
     }
 
     /// Numbers the message, keeps it in history and hands it to every worker with

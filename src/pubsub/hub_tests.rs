@@ -251,3 +251,39 @@ fn the_hub_keeps_presence_only_while_someone_is_there_or_leaving() {
     assert!(listed[0].1.contains("ann"), "{listed:?}");
     assert!(hub.presence_json("news").is_err(), "keeps no presence");
 }
+
+/// An outlet whose worker is behind when told so.
+#[derive(Debug, Default)]
+struct Laggard(std::sync::atomic::AtomicBool);
+
+impl Outlet for Laggard {
+    fn deliver(&self, _: Publication) {}
+    fn ready(&self, _: crate::pubsub::hub::ChannelRef) {}
+    fn published(&self, _: usize, _: String) {}
+    fn behind(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[test]
+fn a_publish_waits_only_for_a_worker_behind_that_holds_its_channel() {
+    let workers: Vec<Arc<Laggard>> = (0..2).map(|_| Arc::default()).collect();
+    let outlets = workers
+        .iter()
+        .map(|w| Arc::clone(w) as Arc<dyn Outlet>)
+        .collect();
+    let limits = HistoryLimits {
+        size: 0,
+        ttl_s: 0,
+        keep_idle_s: 0,
+    };
+    let hub = Hub::new(outlets, limits);
+    hub.attach("on-0", 0, Position::default()).unwrap();
+    hub.attach("on-1", 1, Position::default()).unwrap();
+    assert!(!hub.workers_behind() && !hub.behind_for("on-0"));
+    workers[1].0.store(true, Ordering::Relaxed);
+    assert!(hub.workers_behind());
+    assert!(hub.behind_for("on-1"));
+    assert!(!hub.behind_for("on-0"), "worker 0 is not behind");
+    assert!(!hub.behind_for("nobody-holds-it"));
+}

@@ -216,6 +216,17 @@ struct Context<'a> {
     limits: Limits,
 }
 
+/// A `PUBLISH` that would add to a worker that is behind waits (`worker::inbox`).
+fn waits_for_workers(shared: &Shared, args: &[std::borrow::Cow<'_, [u8]>]) -> bool {
+    match args {
+        [name, channel, ..] if name.eq_ignore_ascii_case(b"PUBLISH") => {
+            shared.hub.workers_behind()
+                && std::str::from_utf8(channel).is_ok_and(|c| shared.hub.behind_for(c))
+        }
+        _ => false,
+    }
+}
+
 /// Parses and answers every complete command in the input while replies fit; the
 /// answered bytes are removed once at the end.
 fn answer_complete(
@@ -234,10 +245,7 @@ fn answer_complete(
         match parse::parse(&conn.input[pos..], ctx.limits) {
             Parsed::Partial { wants } => conn.wants = wants.max(1),
             Parsed::Command { consumed, args } => {
-                let publishes = args
-                    .first()
-                    .is_some_and(|a| a.eq_ignore_ascii_case(b"PUBLISH"));
-                if publishes && ctx.shared.hub.workers_behind() {
+                if waits_for_workers(ctx.shared, &args) {
                     // Left unparsed: it is read again once the workers catch up.
                     if !was_held {
                         ctx.shared.publishes_held.fetch_add(1, Ordering::Relaxed);
