@@ -167,18 +167,21 @@ fn publishes_racing_a_resume_never_leave_a_gap_or_a_duplicate() {
     assert_eq!(seen, expect, "after {rounds} rounds");
 }
 
+/// Channels removed a second after their last use: history kept 1 s, an idle
+/// channel lingering 1 s (for a poller's next poll), and no command rate, since
+/// these tests send thousands of commands at once.
+const QUICK_REMOVAL: [&str; 6] = [
+    "--history-ttl",
+    "1",
+    "--poll-timeout",
+    "1",
+    "--max-commands-per-second",
+    "0",
+];
+
 #[test]
 fn unused_channels_are_removed_and_return_with_a_new_epoch() {
-    // An idle channel lingers for --poll-timeout (a poller's next poll keeps it).
-    // 4,000 commands at once: far past the default command rate, on purpose.
-    let server = Server::start(&[
-        "--history-ttl",
-        "1",
-        "--poll-timeout",
-        "1",
-        "--max-commands-per-second",
-        "0",
-    ]);
+    let server = Server::start(&QUICK_REMOVAL);
     let mut ws = server.connect("/ws");
     for n in 0..2000 {
         send_text(
@@ -220,18 +223,13 @@ fn unused_channels_are_removed_and_return_with_a_new_epoch() {
 fn ids_of_removed_channels_go_to_new_ones_and_each_keeps_its_own_subscribers() {
     // A removed channel's id goes to the next channel made. With one worker the old
     // and the new share its index, and a long-lived channel must keep its own.
-    let server = Server::start(&[
-        "--workers",
-        "1",
-        "--history-ttl",
-        "1",
-        "--poll-timeout",
-        "1",
-        "--max-commands-per-second",
-        "0",
-        "--max-subscriptions",
-        "100",
-    ]);
+    let server = Server::start(
+        &[
+            &QUICK_REMOVAL[..],
+            &["--workers", "1", "--max-subscriptions", "100"],
+        ]
+        .concat(),
+    );
     let mut news = server.connect("/ws");
     subscribe(&mut news, "news");
     let mut publisher = server.publisher();

@@ -1,5 +1,6 @@
-//! Fan-out: each turn, every publication drained from the inbox goes to the local
-//! subscribers of its channel. A channel's messages of one turn are encoded once per
+//! Fan-out: each turn, the publications drained from the inbox (after any an earlier
+//! turn carried over, and at most 64 KiB of each channel) go to the local
+//! subscribers of their channel. A channel's messages of one turn are encoded once per
 //! transport (WebSocket frames, SSE events, a long-poll answer) and those bytes are
 //! shared by every subscriber on that transport, so each costs one write however
 //! many messages arrived. Only streams or polls of several channels get bytes of
