@@ -136,7 +136,11 @@ fn metrics_parse_as_prometheus_text_and_follow_connections_and_publishes() {
         ("halley_worker_events", "counter"),
         ("halley_channels", "gauge"),
         ("halley_memory_resident_bytes", "gauge"),
+        ("halley_memory_resident_file_bytes", "gauge"),
         ("halley_memory_allocated_bytes", "gauge"),
+        ("halley_memory_allocator_active_bytes", "gauge"),
+        ("halley_memory_allocator_resident_bytes", "gauge"),
+        ("halley_memory_allocator_metadata_bytes", "gauge"),
         ("halley_api_unauthorized", "counter"),
     ] {
         assert_eq!(
@@ -147,6 +151,7 @@ fn metrics_parse_as_prometheus_text_and_follow_connections_and_publishes() {
     }
     assert_eq!(before.value(r#"halley_connections{transport="ws"}"#), 0.0);
     assert!(before.value("halley_memory_resident_bytes{}") > 0.0);
+    memory_figures_nest(&before);
     for cause in ["idle_timeout", "slow_consumer", "token_expired"] {
         before.value(&format!(
             r#"halley_connections_closed_total{{cause="{cause}"}}"#
@@ -204,6 +209,7 @@ fn metrics_parse_as_prometheus_text_and_follow_connections_and_publishes() {
             .sum::<f64>()
     };
     assert!(events(&after) > events(&before), "workers handled events");
+    memory_figures_nest(&after);
 }
 
 #[test]
@@ -255,4 +261,22 @@ fn broker_metrics_follow_redis_and_parse() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The memory gauges split one another as docs/metrics.md says: code pages within
+/// RSS, and jemalloc's allocated ≤ active ≤ resident, its metadata within that.
+fn memory_figures_nest(m: &Parsed) {
+    let rss = m.value("halley_memory_resident_bytes{}");
+    let file = m.value("halley_memory_resident_file_bytes{}");
+    let allocated = m.value("halley_memory_allocated_bytes{}");
+    let active = m.value("halley_memory_allocator_active_bytes{}");
+    let resident = m.value("halley_memory_allocator_resident_bytes{}");
+    let metadata = m.value("halley_memory_allocator_metadata_bytes{}");
+    let all = [rss, file, allocated, active, resident, metadata];
+    assert!(0.0 < file && file < rss, "{all:?}");
+    assert!(
+        0.0 < allocated && allocated <= active && active <= resident,
+        "{all:?}"
+    );
+    assert!(0.0 < metadata && metadata < resident, "{all:?}");
 }

@@ -55,8 +55,7 @@ fn tick(shared: &Shared, previous: &mut Previous) -> String {
         worker_rates.push(rate);
     }
     let totals: WorkerCounters = shared.totals();
-    let rss = memory::rss_bytes();
-    let heap = memory::allocated_bytes();
+    let memory = memory::Memory::read();
     let line = format_line(&Line {
         uptime_s: shared.started.elapsed().as_secs(),
         // Everyone a push would reach: WebSockets, SSE streams and held polls.
@@ -64,8 +63,8 @@ fn tick(shared: &Shared, previous: &mut Previous) -> String {
         new_per_s: per_s(totals.accepted.saturating_sub(previous.accepted)),
         worker_events_per_s: &worker_rates,
         delivered_per_s: per_s(totals.delivered.saturating_sub(previous.delivered)),
-        rss,
-        heap,
+        rss: memory.rss,
+        heap: memory.allocated,
         limited: totals.slow_consumer_closes
             + totals.per_ip_rejected
             + totals.commands_rate_closes

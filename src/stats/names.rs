@@ -116,8 +116,16 @@ families! {
         "Readiness events handled, by worker.";
     MEMORY_RESIDENT: "halley_memory_resident_bytes", Gauge,
         "Resident set size of the process (VmRSS).";
+    MEMORY_RESIDENT_FILE: "halley_memory_resident_file_bytes", Gauge,
+        "The file-backed part of the resident set: the binary's code pages and the libraries'.";
     MEMORY_ALLOCATED: "halley_memory_allocated_bytes", Gauge,
         "Bytes allocated by the application through jemalloc.";
+    MEMORY_ALLOCATOR_ACTIVE: "halley_memory_allocator_active_bytes", Gauge,
+        "Bytes of the pages jemalloc's allocations sit on: allocated plus the free slots of partly used slabs.";
+    MEMORY_ALLOCATOR_RESIDENT: "halley_memory_allocator_resident_bytes", Gauge,
+        "Bytes of jemalloc's resident pages: active, its metadata, and freed pages not yet purged.";
+    MEMORY_ALLOCATOR_METADATA: "halley_memory_allocator_metadata_bytes", Gauge,
+        "Bytes of jemalloc's own bookkeeping.";
 }
 
 #[cfg(test)]

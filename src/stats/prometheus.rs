@@ -104,8 +104,14 @@ mod tests {
             published: 6,
             channels: 2,
             channels_refused: 8,
-            rss_bytes: 4096,
-            allocated_bytes: 1024,
+            memory: crate::stats::memory::Memory {
+                rss: 4096,
+                rss_file: 2048,
+                allocated: 1024,
+                active: 1536,
+                resident: 3072,
+                metadata: 512,
+            },
             broker: Some(crate::stats::snapshot::BrokerFigures {
                 state: "up",
                 ping_us: 250,
@@ -176,9 +182,21 @@ halley_worker_events_total{worker=\"1\"} 2
 # HELP halley_memory_resident_bytes Resident set size of the process (VmRSS).
 # TYPE halley_memory_resident_bytes gauge
 halley_memory_resident_bytes 4096
+# HELP halley_memory_resident_file_bytes The file-backed part of the resident set: the binary's code pages and the libraries'.
+# TYPE halley_memory_resident_file_bytes gauge
+halley_memory_resident_file_bytes 2048
 # HELP halley_memory_allocated_bytes Bytes allocated by the application through jemalloc.
 # TYPE halley_memory_allocated_bytes gauge
 halley_memory_allocated_bytes 1024
+# HELP halley_memory_allocator_active_bytes Bytes of the pages jemalloc's allocations sit on: allocated plus the free slots of partly used slabs.
+# TYPE halley_memory_allocator_active_bytes gauge
+halley_memory_allocator_active_bytes 1536
+# HELP halley_memory_allocator_resident_bytes Bytes of jemalloc's resident pages: active, its metadata, and freed pages not yet purged.
+# TYPE halley_memory_allocator_resident_bytes gauge
+halley_memory_allocator_resident_bytes 3072
+# HELP halley_memory_allocator_metadata_bytes Bytes of jemalloc's own bookkeeping.
+# TYPE halley_memory_allocator_metadata_bytes gauge
+halley_memory_allocator_metadata_bytes 512
 ";
         assert!(text.ends_with(expected_end), "{text}");
     }

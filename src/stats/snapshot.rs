@@ -4,8 +4,9 @@
 
 use std::sync::atomic::Ordering;
 
+use super::memory::Memory;
 use super::names;
-use super::{memory, Scope, Shared, Target, WorkerCounters, COUNTERS};
+use super::{Scope, Shared, Target, WorkerCounters, COUNTERS};
 
 macro_rules! series {
     ($family:ident $(, $key:literal = $value:literal)*) => {
@@ -36,8 +37,7 @@ pub struct Snapshot {
     pub channels: u64,
     pub channels_refused: u64,
     pub addresses_counted: u64,
-    pub rss_bytes: u64,
-    pub allocated_bytes: u64,
+    pub memory: Memory,
     pub broker: Option<BrokerFigures>,
 }
 
@@ -150,8 +150,7 @@ impl Snapshot {
             channels: shared.hub.channel_count() as u64,
             channels_refused: shared.hub.channels_refused(),
             addresses_counted: shared.per_address.addresses() as u64,
-            rss_bytes: memory::rss_bytes(),
-            allocated_bytes: memory::allocated_bytes(),
+            memory: Memory::read(),
             broker: BrokerFigures::take(shared),
         }
     }
@@ -223,11 +222,31 @@ impl Snapshot {
                 self.addresses_counted,
                 series!(ADDRESSES_COUNTED),
             ),
-            (Some("rss_bytes"), self.rss_bytes, series!(MEMORY_RESIDENT)),
+            (Some("rss_bytes"), self.memory.rss, series!(MEMORY_RESIDENT)),
+            (
+                Some("rss_file_bytes"),
+                self.memory.rss_file,
+                series!(MEMORY_RESIDENT_FILE),
+            ),
             (
                 Some("allocated_bytes"),
-                self.allocated_bytes,
+                self.memory.allocated,
                 series!(MEMORY_ALLOCATED),
+            ),
+            (
+                Some("allocator_active_bytes"),
+                self.memory.active,
+                series!(MEMORY_ALLOCATOR_ACTIVE),
+            ),
+            (
+                Some("allocator_resident_bytes"),
+                self.memory.resident,
+                series!(MEMORY_ALLOCATOR_RESIDENT),
+            ),
+            (
+                Some("allocator_metadata_bytes"),
+                self.memory.metadata,
+                series!(MEMORY_ALLOCATOR_METADATA),
             ),
         ]
         .map(|(json, value, metrics)| Figure {
