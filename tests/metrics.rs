@@ -280,3 +280,22 @@ fn memory_figures_nest(m: &Parsed) {
     );
     assert!(0.0 < metadata && metadata < resident, "{all:?}");
 }
+
+#[test]
+fn the_grafana_dashboard_names_only_metrics_that_exist() {
+    let dashboard = include_str!("../docs/grafana/halley-dashboard.json");
+    let listed = include_str!("../docs/metrics.md");
+    let mut named = 0;
+    for (at, _) in dashboard.match_indices("halley_") {
+        let name: String = dashboard[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        named += 1;
+        assert!(
+            listed.contains(&format!("| `{name}` |")),
+            "the dashboard reads {name}, which docs/metrics.md does not list"
+        );
+    }
+    assert!(named > 10, "only {named} metric names found in the dashboard");
+}
