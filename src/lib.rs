@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod fail_point;
 pub mod limits;
 pub mod proto;
 pub mod pubsub;

@@ -17,6 +17,7 @@ pub static MALLOC_CONF: &[u8; 76] =
     b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,tcache_max:4096\0";
 
 fn main() {
+    stop_on_panic();
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
@@ -32,4 +33,18 @@ fn main() {
         eprintln!("halley: {message}");
         std::process::exit(2);
     }
+}
+
+/// A panic ends one thread, and the rest would run on without it: a worker's
+/// connections would hang and new ones still be handed to it, or no publish would
+/// be answered. So a panic anywhere stops the whole server, after the default report
+/// (the message and where), for a supervisor to restart it; clients reconnect and
+/// resume from their last seq.
+fn stop_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        eprintln!("halley: a thread panicked, so the server stops (a bug: please report it)");
+        std::process::abort();
+    }));
 }

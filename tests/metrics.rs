@@ -297,5 +297,8 @@ fn the_grafana_dashboard_names_only_metrics_that_exist() {
             "the dashboard reads {name}, which docs/metrics.md does not list"
         );
     }
-    assert!(named > 10, "only {named} metric names found in the dashboard");
+    assert!(
+        named > 10,
+        "only {named} metric names found in the dashboard"
+    );
 }

@@ -63,6 +63,9 @@ pub fn publish_many(
     publisher: &mut Publisher,
     items: &[Item<'_>],
 ) -> Vec<Result<Published, PublishError>> {
+    for item in items {
+        crate::fail_point::panic_if("publish", item.channel);
+    }
     let through = shared
         .broker
         .get()

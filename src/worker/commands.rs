@@ -130,6 +130,7 @@ impl Worker {
         name: &str,
         position: Position<'_>,
     ) -> Result<Joined, &'static str> {
+        crate::fail_point::panic_if("worker-join", name);
         let held = self.hub.find(name).and_then(|c| {
             self.topics
                 .of(&c)
