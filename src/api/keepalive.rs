@@ -239,17 +239,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pipelined_requests_then_the_peers_close_are_answered_then_dropped() {
+    /// A loopback client and the server's end of it, non-blocking as the API's are.
+    fn socket_pair() -> (std::net::TcpStream, TcpStream) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let mut client =
-            std::net::TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
         let (server, _) = listener.accept().expect("accept");
         server.set_nonblocking(true).expect("nonblocking");
+        (client, TcpStream::from_std(server))
+    }
+
+    #[test]
+    fn pipelined_requests_then_the_peers_close_are_answered_then_dropped() {
+        let (mut client, server) = socket_pair();
         client.write_all(b"ping\nping\n").expect("write");
         client.shutdown(Shutdown::Write).expect("shutdown");
         let now = Instant::now();
-        let mut link = Link::new(TcpStream::from_std(server), 0u32, now);
+        let mut link = Link::new(server, 0u32, now);
         // Bounded: the bytes and the FIN are on loopback, but may not be there yet.
         let mut served = Served::Keep;
         for _ in 0..2000 {
@@ -302,13 +307,9 @@ mod tests {
 
     #[test]
     fn a_held_request_stays_unread_until_the_answering_lets_it_through() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let mut client =
-            std::net::TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
-        let (server, _) = listener.accept().expect("accept");
-        server.set_nonblocking(true).expect("nonblocking");
+        let (mut client, server) = socket_pair();
         let now = Instant::now();
-        let mut link = Link::new(TcpStream::from_std(server), 0u32, now);
+        let mut link = Link::new(server, 0u32, now);
         // Bounded: the bytes are on loopback, but may not be there yet.
         client.write_all(b"ping\n").expect("write");
         for _ in 0..2000 {
