@@ -167,6 +167,10 @@ fn malformed_and_oversized_requests_get_their_status() {
     // The server still serves.
     let (status, _) = server.publish("after", "1");
     assert_eq!(status, 200);
+    // Each refusal above was counted once, the publish that succeeded not at all.
+    let stats = server.stats();
+    assert_eq!(stats["api_errors_total"], 7, "{stats}");
+    assert_eq!(stats["api_unauthorized_total"], 0, "{stats}");
 }
 
 fn key_file(name: &str, contents: &str) -> std::path::PathBuf {
@@ -213,6 +217,10 @@ fn the_api_key_is_required_and_checked() {
     assert_eq!(status, 200, "{body}");
     let stats: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(stats["api_unauthorized_total"], 4, "{body}");
+    assert_eq!(
+        stats["api_errors_total"], 4,
+        "the 401s are errors too: {body}"
+    );
 }
 
 /// Runs `halley serve ARGS`, expecting it to refuse: its exit status and stderr.

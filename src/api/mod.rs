@@ -237,6 +237,7 @@ impl Api {
                     let reason = "request not complete within the API request timeout";
                     (408, refusal_body(reason))
                 };
+                self.shared.api_errors.fetch_add(1, Ordering::Relaxed);
                 conn.output.extend_from_slice(&request::response(
                     status,
                     &body,
@@ -327,6 +328,7 @@ fn answer_complete(
                         break;
                     }
                     ApiRequest::StatsStream => {
+                        shared.api_errors.fetch_add(1, Ordering::Relaxed);
                         let body = refusal_body("too many stats streams open; try again later");
                         conn.output
                             .extend_from_slice(&request::response(503, &body, keep_alive));
@@ -334,6 +336,9 @@ fn answer_complete(
                     request => {
                         let content_type = request.content_type();
                         let (status, body) = answer(shared, inboxes, publisher, request);
+                        if status >= 400 {
+                            shared.api_errors.fetch_add(1, Ordering::Relaxed);
+                        }
                         request::write_response(
                             &mut conn.output,
                             status,

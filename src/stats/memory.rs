@@ -27,8 +27,9 @@ pub struct Memory {
     /// the free slots of partly used slabs.
     pub active: u64,
     /// `stats.resident`: jemalloc's resident pages, `active` plus its metadata
-    /// and the freed pages it has not purged yet. RssAnon above this is the
-    /// threads' stacks and whatever else is not jemalloc's.
+    /// and the freed pages it has not purged yet. An upper bound: jemalloc counts
+    /// whole slabs and extents, touched or not, so it can exceed what the kernel
+    /// has resident for them.
     pub resident: u64,
     /// `stats.metadata`: jemalloc's own bookkeeping.
     pub metadata: u64,

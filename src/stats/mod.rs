@@ -184,6 +184,8 @@ pub struct Shared {
     pub per_address: PerAddress,
     /// API requests refused with 401 for a missing or wrong --api-key-file key.
     pub api_unauthorized: AtomicU64,
+    /// API answers with a 4xx or 5xx status, the 401s included.
+    pub api_errors: AtomicU64,
     /// `--broker`, once it is started.
     pub broker: std::sync::OnceLock<Arc<crate::broker::Broker>>,
     /// RESP (`--resp-listen`): commands answered, error replies, connections held now.
@@ -204,6 +206,7 @@ impl Shared {
             emfile_drops: AtomicU64::new(0),
             per_address: PerAddress::default(),
             api_unauthorized: AtomicU64::new(0),
+            api_errors: AtomicU64::new(0),
             broker: std::sync::OnceLock::new(),
             resp_commands: AtomicU64::new(0),
             resp_errors: AtomicU64::new(0),

@@ -80,6 +80,8 @@ families! {
         "Source addresses counted for --max-connections-per-ip now.";
     API_UNAUTHORIZED: "halley_api_unauthorized_total", Counter,
         "API requests answered 401 for a missing or wrong API key.";
+    API_ERRORS: "halley_api_errors_total", Counter,
+        "API requests answered with a 4xx or 5xx status, 401s included: bad requests, limits, timeouts, publishes held too long.";
     BROKER_UP: "halley_broker_up", Gauge,
         "1 while the Redis broker is reachable, 0 while it is not (only with --broker).";
     BROKER_PING: "halley_broker_ping_microseconds", Gauge,

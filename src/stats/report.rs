@@ -93,6 +93,7 @@ mod tests {
             "rejected_total",
             "emfile_drops_total",
             "api_unauthorized_total",
+            "api_errors_total",
             "resp_commands_total",
             "resp_errors_total",
             "resp_connections",

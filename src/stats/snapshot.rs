@@ -29,6 +29,7 @@ pub struct Snapshot {
     pub open_connections: u64,
     pub emfile_drops: u64,
     pub api_unauthorized: u64,
+    pub api_errors: u64,
     pub resp_commands: u64,
     pub resp_errors: u64,
     pub resp_connections: u64,
@@ -142,6 +143,7 @@ impl Snapshot {
             open_connections: shared.open_connections.load(Ordering::Relaxed) as u64,
             emfile_drops: shared.emfile_drops.load(Ordering::Relaxed),
             api_unauthorized: shared.api_unauthorized.load(Ordering::Relaxed),
+            api_errors: shared.api_errors.load(Ordering::Relaxed),
             resp_commands: shared.resp_commands.load(Ordering::Relaxed),
             resp_errors: shared.resp_errors.load(Ordering::Relaxed),
             resp_connections: shared.resp_connections.load(Ordering::Relaxed),
@@ -201,6 +203,11 @@ impl Snapshot {
                 Some("api_unauthorized_total"),
                 self.api_unauthorized,
                 series!(API_UNAUTHORIZED),
+            ),
+            (
+                Some("api_errors_total"),
+                self.api_errors,
+                series!(API_ERRORS),
             ),
             (
                 Some("resp_commands_total"),
