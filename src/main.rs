@@ -39,7 +39,7 @@ fn main() {
 /// connections would hang and new ones still be handed to it, or no publish would
 /// be answered. So a panic anywhere stops the whole server, after the default report
 /// (the message and where), for a supervisor to restart it; clients reconnect and
-/// resume from their last seq.
+/// resume (recovered from Redis with --broker, told what was lost without).
 fn stop_on_panic() {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
