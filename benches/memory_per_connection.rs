@@ -187,6 +187,7 @@ fn sample(server: &Server, gauge: &str, online: u64) -> (u64, u64) {
     (vm_rss(server.child.id()), allocated)
 }
 
+#[allow(unsafe_code)] // getrlimit and setrlimit
 fn raise_open_files() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

@@ -1,6 +1,9 @@
 //! The open-file limit: raised to the hard limit at start-up, since every client
 //! connection is a descriptor.
 
+// getrlimit and setrlimit have no safe wrapper in libc.
+#![allow(unsafe_code)]
+
 /// Raises the soft RLIMIT_NOFILE to the hard limit; returns (soft, hard) after.
 pub fn raise_open_files() -> (u64, u64) {
     let mut limit = libc::rlimit {

@@ -12,6 +12,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// idles; and the threads' caches keep only blocks up to 4 KiB, so the per-turn
 /// lists a burst grew are given back rather than cached (docs/benchmarks.md,
 /// "Memory as an outside client sees it").
+// The one symbol jemalloc reads its built-in settings from; nothing else exports it.
+#[allow(unsafe_code)]
 #[export_name = "_rjem_malloc_conf"]
 pub static MALLOC_CONF: &[u8; 76] =
     b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,tcache_max:4096\0";

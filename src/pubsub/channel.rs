@@ -4,6 +4,9 @@
 //! word and poison flag (the state is 8-aligned, and a mutex keeps it last); here a
 //! one-byte lock sits beside the other small fields instead.
 
+// The one-byte lock and the state it guards need unsafe: each use says why it holds.
+#![allow(unsafe_code)]
+
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -98,8 +101,8 @@ impl Channel {
         }
     }
 
-    /// Locks the channel's state (no poisoning: a panic under it aborts the server's
-    /// thread anyway, and the state holds no invariant a half-done change breaks).
+    /// Locks the channel's state (no poisoning: a panic under it stops the whole
+    /// server, `main.rs`'s `stop_on_panic`).
     pub fn state(&self) -> Locked<'_> {
         self.lock.lock();
         Locked { channel: self }

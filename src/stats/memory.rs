@@ -61,6 +61,7 @@ impl Memory {
 
 /// VmRSS and its file-backed part, from /proc/self/statm (the second and third
 /// fields: resident and shared pages).
+#[allow(unsafe_code)] // sysconf
 fn resident_pages() -> (u64, u64) {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let mut fields = statm
@@ -79,6 +80,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(unsafe_code)] // a block of jemalloc's own
     fn the_figures_nest_as_documented() {
         use std::alloc::{GlobalAlloc, Layout};
         // The library's tests run on the system allocator, so hold a block of

@@ -206,6 +206,7 @@ pub fn tcp(addr: SocketAddr) -> TcpStream {
     s
 }
 
+#[allow(unsafe_code)] // kill(2)
 pub fn send_sigterm(pid: u32) {
     // SAFETY: kill(2) with a PID we spawned and a valid signal number.
     let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };

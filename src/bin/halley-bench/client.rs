@@ -159,6 +159,7 @@ pub struct Conn {
 }
 
 /// Starts a non-blocking connect, bound to `source` first if given.
+#[allow(unsafe_code)] // setsockopt(IP_BIND_ADDRESS_NO_PORT), which socket2 lacks
 pub fn connect(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_nonblocking(true)?;

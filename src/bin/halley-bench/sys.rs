@@ -1,5 +1,8 @@
 //! Process set-up that is about the operating system, not the protocol.
 
+// getrlimit and setrlimit have no safe wrapper in libc.
+#![allow(unsafe_code)]
+
 /// Raises the soft open-file limit to the hard one: each connection is a descriptor,
 /// and the usual soft default (1024) would cap a run long before the hard limit.
 pub fn raise_nofile() -> Result<u64, String> {
