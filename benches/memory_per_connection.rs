@@ -187,23 +187,9 @@ fn sample(server: &Server, gauge: &str, online: u64) -> (u64, u64) {
     (vm_rss(server.child.id()), allocated)
 }
 
-#[allow(unsafe_code)] // getrlimit and setrlimit
-fn raise_open_files() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain rlimit calls on a struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
 fn memory_per_connection(c: &mut Criterion) {
-    raise_open_files();
+    // The client side of the load: one descriptor per connection, like the server.
+    halley::limits::raise_open_files();
     let base = env_or("HALLEY_MEM_BASE", 2_000);
     let added = env_or("HALLEY_MEM_ADDED", 10_000);
     let channels = env_or("HALLEY_MEM_CHANNELS", 100).max(1);
