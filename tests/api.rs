@@ -326,3 +326,39 @@ fn a_client_that_reads_late_gets_every_large_answer() {
     sender.join().unwrap().expect("the burst was written");
     assert!(buf.is_empty(), "bytes after the last answer");
 }
+
+#[test]
+fn api_connections_past_the_cap_get_503_and_places_free_as_connections_go() {
+    // The test holds as many connections as the server's cap: one descriptor each.
+    halley::limits::raise_open_files();
+    let server = Server::start(&[]);
+    let api = server.api_addr;
+    let held: Vec<_> = (0..halley::api::MAX_CONNECTIONS)
+        .map(|_| tcp(api))
+        .collect();
+    // The next one is accepted after those, and answered without sending a byte.
+    let mut refused = tcp(api);
+    let (status, headers, body) = read_response(&mut refused, &mut Vec::new());
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(header(&headers, "connection"), Some("close"));
+    assert!(body.contains(halley::api::TOO_MANY_CONNECTIONS), "{body}");
+    drop(held);
+    // Bounded: the server sees the closes on its next turns.
+    let stats = (0..200).find_map(|_| {
+        thread::sleep(std::time::Duration::from_millis(20));
+        stats_if_answered(api)
+    });
+    let stats: Value = serde_json::from_str(&stats.expect("a place once they closed")).unwrap();
+    assert!(stats["api_errors_total"].as_u64() >= Some(1), "{stats}");
+}
+
+/// `GET /api/stats` once; `None` if refused (503) or reset while still at the cap.
+fn stats_if_answered(api: std::net::SocketAddr) -> Option<String> {
+    let mut stream = tcp(api);
+    let request = b"GET /api/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    stream.write_all(request).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}

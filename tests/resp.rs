@@ -546,3 +546,27 @@ fn a_command_left_incomplete_is_refused_after_the_request_timeout_but_an_idle_on
     // The pooled connection with nothing in flight is still served.
     assert_eq!(idle.command(&["PING"]), "+PONG\r\n");
 }
+
+#[test]
+fn a_connection_past_the_cap_is_told_as_redis_tells_it_and_counted() {
+    // The test holds as many connections as the server's cap: one descriptor each.
+    halley::limits::raise_open_files();
+    let (server, resp) = resp_server(&[]);
+    let held: Vec<_> = (0..halley::resp::MAX_CONNECTIONS)
+        .map(|_| Resp::connect(resp))
+        .collect();
+    let stats = server.stats_when(|s| s["resp_connections"] == halley::resp::MAX_CONNECTIONS);
+    assert_eq!(
+        stats["resp_connections"],
+        halley::resp::MAX_CONNECTIONS,
+        "{stats}"
+    );
+    // The next one is told without sending a byte, and closed.
+    let mut refused = Resp::connect(resp);
+    let told = String::from_utf8_lossy(halley::resp::TOO_MANY_CLIENTS).into_owned();
+    assert_eq!(refused.reply(), told);
+    assert!(refused.at_eof(), "the refused connection stayed open");
+    drop(held);
+    let stats = server.stats_when(|s| s["resp_connections"] == 0);
+    assert_eq!(stats["resp_errors_total"], 1, "{stats}");
+}

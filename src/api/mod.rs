@@ -28,6 +28,12 @@ use stream::{StatsFeed, MAX_STREAMS};
 const LISTENER: Token = Token(usize::MAX);
 const TICK: Duration = Duration::from_secs(1);
 
+/// API connections held at once, as for RESP: backends keep a few keep-alive
+/// connections each, and without a bound, connections that send nothing would hold
+/// descriptors the client listener needs until the idle timeout.
+pub const MAX_CONNECTIONS: usize = 1024;
+pub const TOO_MANY_CONNECTIONS: &str = "too many API connections; retry later";
+
 /// How long the API waits on its clients.
 #[derive(Debug, Clone, Copy)]
 pub struct ApiTimeouts {
@@ -175,6 +181,10 @@ impl Api {
     fn accept_all(&mut self, now: Instant) {
         loop {
             match self.listener.accept() {
+                Ok((stream, _)) if self.conns.len() >= MAX_CONNECTIONS => {
+                    self.shared.api_errors.fetch_add(1, Ordering::Relaxed);
+                    refuse_connection(stream);
+                }
                 Ok((mut stream, _)) => {
                     let entry = self.conns.vacant_entry();
                     let token = Token(entry.key());
@@ -412,6 +422,17 @@ fn publish_batch(
     }
     body.push(']');
     (status, body)
+}
+
+/// A 503 to a connection past [`MAX_CONNECTIONS`], best effort: what the client has
+/// sent is read first, so that closing does not reset the answer away.
+fn refuse_connection(mut stream: mio::net::TcpStream) {
+    use std::io::{Read, Write};
+    let mut sink = [0u8; 4096];
+    let _ = stream.read(&mut sink);
+    let body = refusal_body(TOO_MANY_CONNECTIONS);
+    let _ = stream.write(&request::response(503, &body, Persistence::Close));
+    let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
 fn refusal_body(reason: &str) -> String {

@@ -8,4 +8,4 @@ pub mod encode;
 pub mod parse;
 mod server;
 
-pub use server::{RespServer, MAX_CONNECTIONS};
+pub use server::{RespServer, MAX_CONNECTIONS, TOO_MANY_CLIENTS};

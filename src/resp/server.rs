@@ -2,7 +2,7 @@
 //! commands answered in order with bounded buffers, as the HTTP API does. Publishers
 //! are few, so each connection may own its buffers.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +26,8 @@ const COMMAND_SLACK: usize = 4096;
 const MAX_ARGS: usize = 1024;
 /// RESP connections held at once; past it a new one is told and closed.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Redis's own words for it, which clients recognise.
+pub const TOO_MANY_CLIENTS: &[u8] = b"-ERR max number of clients reached\r\n";
 const TICK: Duration = Duration::from_secs(1);
 
 /// A RESP connection: the shared keep-alive state and the client's session.
@@ -108,7 +110,12 @@ impl RespServer {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) if self.conns.len() >= MAX_CONNECTIONS => {
-                    let _ = stream.write(b"-ERR max number of clients reached\r\n");
+                    // Best effort, as Redis does; what the client sent is read first,
+                    // so that closing does not reset the error away.
+                    let _ = stream.read(&mut [0u8; 4096]);
+                    let _ = stream.write(TOO_MANY_CLIENTS);
+                    let _ = stream.shutdown(std::net::Shutdown::Write);
+                    self.shared.resp_errors.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok((mut stream, _)) => {
                     let entry = self.conns.vacant_entry();
