@@ -47,13 +47,6 @@ fn main() {
     std::process::exit(real_main());
 }
 
-fn valid_channel(name: &str) -> bool {
-    (1..=128).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
-}
-
 fn positive_secs(v: f64, name: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(v).map_err(|_| format!("{name} {v}: not a valid duration"))
 }
@@ -94,7 +87,8 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
         _ => c.channels,
     };
     let last = format!("{}-{}", c.channel_prefix, channels - 1);
-    if !valid_channel(&last) {
+    // The server's own rule, so the bench never names a channel it would refuse.
+    if !halley::proto::command::valid_channel(&last) {
         return Err(format!(
             "channel {last:?}: names are 1-128 bytes of [A-Za-z0-9_.:-]"
         ));
