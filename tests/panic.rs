@@ -12,15 +12,28 @@ use common::*;
 
 /// Starts a server whose `point` panics when reached with `arg`.
 fn server_failing_at(point_and_arg: &str) -> Server {
-    Server::start_with_env(&["--workers", "2"], &[("HALLEY_FAIL_POINT", point_and_arg)])
+    let env = [("HALLEY_FAIL_POINT", point_and_arg)];
+    Server::start_capturing_stderr(&["--workers", "2"], &env)
 }
 
-/// The server ended by abort, not by a clean exit nor still running.
-fn expect_aborted(server: &mut Server) {
+/// The server ended by abort, not by a clean exit nor still running, and said why
+/// on stderr: the panic's report, then that it stops.
+fn expect_aborted(server: &mut Server, point: &str) {
     let status = server
         .wait_exit(Duration::from_secs(10))
         .expect("the server stopped after the panic");
     assert_eq!(status.signal(), Some(libc::SIGABRT), "{status:?}");
+    let mut said = String::new();
+    let stderr = server.stderr.as_mut().expect("stderr captured");
+    stderr.read_to_string(&mut said).expect("read stderr");
+    assert!(
+        said.contains(&format!("fail point {point} reached")),
+        "{said}"
+    );
+    assert!(
+        said.contains("halley: a thread panicked, so the server stops"),
+        "{said}"
+    );
 }
 
 /// A connection of the stopped server ends: the read fails at once, not by timing out.
@@ -45,7 +58,7 @@ fn a_worker_that_panics_stops_the_server_instead_of_leaving_its_connections_hang
     }
     let mut trigger = server.connect("/ws");
     send_text(&mut trigger, r#"{"op":"subscribe","channel":"boom"}"#);
-    expect_aborted(&mut server);
+    expect_aborted(&mut server, "worker-join");
     for ws in &mut bystanders {
         expect_ended(ws);
     }
@@ -62,7 +75,7 @@ fn an_api_thread_that_panics_stops_the_server_instead_of_leaving_publishers_unan
             b"POST /api/publish?channel=boom HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
         )
         .unwrap();
-    expect_aborted(&mut server);
+    expect_aborted(&mut server, "publish");
     // The panicking publish gets no answer: its connection ends with the server.
     let mut answer = Vec::new();
     match publisher.read_to_end(&mut answer) {

@@ -38,6 +38,8 @@ pub struct Server {
     pub workers: usize,
     /// `resp=` on the start-up line: set when started with `--resp-listen`.
     pub resp_addr: Option<SocketAddr>,
+    /// The server's stderr, when started with [`Server::start_capturing_stderr`].
+    pub stderr: Option<std::process::ChildStderr>,
 }
 
 impl Server {
@@ -49,6 +51,17 @@ impl Server {
 
     /// [`Server::start`] with `env` (`HALLEY_*` options) added to its environment.
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::spawn(extra, env, Stdio::inherit())
+    }
+
+    /// [`Server::start_with_env`] with stderr piped to [`Server::stderr`] rather than
+    /// the test's: for a test that reads what the server says there. It must read
+    /// it, or a server that writes much would block on the full pipe.
+    pub fn start_capturing_stderr(extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::spawn(extra, env, Stdio::piped())
+    }
+
+    fn spawn(extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_halley"))
             .envs(env.iter().copied())
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -56,10 +69,11 @@ impl Server {
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn halley");
         let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take();
         let (tx, rx) = mpsc::channel();
         // The thread keeps draining stdout after the start-up line, so the server can
         // never block on a full pipe.
@@ -88,6 +102,7 @@ impl Server {
                     api_addr,
                     workers,
                     resp_addr,
+                    stderr,
                 };
             }
         }
