@@ -37,9 +37,9 @@ fn main() {
     }
 }
 
-/// A panic ends one thread, and the rest would run on without it: a worker's
-/// connections would hang and new ones still be handed to it, or no publish would
-/// be answered. So a panic anywhere stops the whole server, after the default report
+/// A panic ends one thread, and the rest would run on without it: the accept thread
+/// would still hand new connections to a dead worker, whose loop no longer serves
+/// them, or no publish would be answered. So a panic anywhere stops the whole server, after the default report
 /// (the message and where), for a supervisor to restart it; clients reconnect and
 /// resume (recovered from Redis with --broker, told what was lost without).
 fn stop_on_panic() {
