@@ -9,6 +9,7 @@ pub mod broker;
 pub mod config;
 pub mod fail_point;
 pub mod limits;
+pub mod paged;
 pub mod proto;
 pub mod pubsub;
 pub mod reactor;

@@ -4,16 +4,18 @@
 //! channel has one subscriber per worker: up to two are held inline, so such a
 //! channel costs its entry and no allocation of its own.
 //!
-//! The 24-byte entries are kept once, densely, in a slab; the hash table holds only
-//! their 4-byte slab keys, found by the channel id inside each entry. A table keeps
-//! 1.1–2.3 buckets per entry, so entries in its buckets cost 25 bytes a bucket
-//! (27–58 per channel), against 5 a bucket plus the entry here (30–36).
+//! The 24-byte entries are kept once, densely, in a slab of fixed pages; the hash
+//! table holds only their 4-byte slab keys, found by the channel id inside each
+//! entry. A table keeps 1.1–2.3 buckets per entry, so entries in its buckets cost
+//! 25 bytes a bucket (27–58 per channel), against 5 a bucket plus the entry here
+//! (30–36). A slab that doubled would hold 1–2 entries' room per entry as well;
+//! pages grow by 1,024 entries and are never copied.
 
 use hashbrown::HashTable;
-use slab::Slab;
 
 use super::hub::{ChannelId, ChannelRef};
 use super::subscribers::{Lists, Subscribers, Taken};
+use crate::paged::PagedSlab;
 
 #[derive(Debug)]
 pub struct LocalChannel {
@@ -29,7 +31,7 @@ pub struct LocalChannel {
 pub struct Topics {
     /// The key in `entries` of each held channel.
     index: HashTable<u32>,
-    entries: Slab<LocalChannel>,
+    entries: PagedSlab<LocalChannel>,
     /// The subscriber lists of channels with more than two here.
     lists: Lists,
 }
@@ -150,7 +152,7 @@ impl Topics {
             self.index
                 .shrink_to_fit(|&at| hash(entries[at as usize].channel.id));
         }
-        if self.entries.capacity() > 4 * self.entries.len() + 64 {
+        if self.entries.capacity() > 4 * self.entries.len() + 1024 {
             let index = &mut self.index;
             self.entries.compact(|local, from, to| {
                 let Some(key) = index.find_mut(hash(local.channel.id), |&at| at as usize == from)
@@ -254,13 +256,7 @@ mod tests {
         // Its Arc, two inline subscribers (or a list's index) and its last seq; the
         // slab's vacancy fits beside the Arc's pointer, so no tag is added.
         assert_eq!(std::mem::size_of::<LocalChannel>(), 24);
-        /// The shape of `slab`'s private entry.
-        #[allow(dead_code)]
-        enum SlabEntry {
-            Vacant(usize),
-            Occupied(LocalChannel),
-        }
-        assert_eq!(std::mem::size_of::<SlabEntry>(), 24);
+        assert_eq!(std::mem::size_of::<crate::paged::Entry<LocalChannel>>(), 24);
     }
 
     #[test]

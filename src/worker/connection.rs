@@ -521,7 +521,7 @@ mod tests {
         let size = std::mem::size_of::<Connection>();
         assert!(size <= 24 + mio_debug, "{size} bytes");
         // The slab's vacancy lives in the slot's niche: no tag beside it.
-        let entry = std::mem::size_of::<super::super::paged::Entry<Connection>>();
+        let entry = std::mem::size_of::<crate::paged::Entry<Connection>>();
         assert_eq!(entry, size, "a slab entry is the connection, {entry} bytes");
     }
 

@@ -7,7 +7,6 @@ mod fanout;
 pub mod inbox;
 mod input;
 mod lifecycle;
-mod paged;
 mod rate;
 mod side;
 mod stall;
@@ -23,6 +22,7 @@ use bytes::Bytes;
 use mio::{Events, Poll, Token};
 
 use crate::config::Config;
+use crate::paged::PagedSlab;
 use crate::proto::deflate::{Deflater, Inflater};
 use crate::pubsub::hub::Hub;
 use crate::pubsub::publication::Publication;
@@ -50,9 +50,9 @@ pub struct Worker {
     stats: Arc<WorkerStats>,
     settings: Config,
     /// Fixed pages, a vacant entry in the slot's own niche: 32 B per connection.
-    conns: paged::PagedSlab<Connection>,
+    conns: PagedSlab<Connection>,
     /// What only some connections need; see `side.rs`.
-    sides: paged::PagedSlab<side::Side>,
+    sides: PagedSlab<side::Side>,
     /// The buffers of busy connections, by slab key (`connection::Extras`).
     extras: Extras,
     topics: Topics,
@@ -97,8 +97,8 @@ impl Worker {
             stats: Arc::clone(&shared.workers[id]),
             shared,
             settings,
-            conns: paged::PagedSlab::default(),
-            sides: paged::PagedSlab::default(),
+            conns: PagedSlab::default(),
+            sides: PagedSlab::default(),
             extras: Extras::default(),
             topics: Topics::default(),
             stalls: stall::Stalls::default(),

@@ -5,9 +5,9 @@
 //! with an inline case and a boxed case would need a tag and take 16.
 
 use super::connection::Connection;
-use super::paged::PagedSlab;
 use super::side::Side;
 use super::Worker;
+use crate::paged::PagedSlab;
 use crate::pubsub::hub::ChannelId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

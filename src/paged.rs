@@ -5,11 +5,12 @@
 //!
 //! A vacant entry holds the next free index, and the enum needs no tag of its own
 //! when `T` has a niche (a socket's fd is never -1): a connection's entry is the
-//! connection's size (`a_connection_slot_stays_small`).
+//! connection's size (`a_connection_slot_stays_small`). Used for the workers'
+//! connections and side entries, and for each worker's channel entries (`topics`).
 
 use std::ops::{Index, IndexMut};
 
-/// Entries per page: 1,024 connections are 32 KiB of address space, which stays
+/// Entries per page: 1,024 connections are 24 KiB of address space, which stays
 /// untouched (so not resident) until filled.
 const PAGE: usize = 1024;
 
@@ -112,9 +113,68 @@ impl<T> PagedSlab<T> {
         })
     }
 
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Entries the pages have room for, held or not.
+    pub fn capacity(&self) -> usize {
+        self.pages.len() * PAGE
+    }
+
+    /// Entries ever filled below the end: what `compact` can shorten.
+    fn used(&self) -> usize {
+        self.pages
+            .last()
+            .map_or(0, |last| (self.pages.len() - 1) * PAGE + last.len())
+    }
+
+    fn is_vacant(&self, index: usize) -> bool {
+        matches!(self.pages[index / PAGE][index % PAGE], Entry::Vacant(_))
+    }
+
+    /// Moves the last entries into the holes below them, then gives back the pages
+    /// left empty. `moved(value, from, to)` must re-key each one; if it returns
+    /// false the entry stays at `from` and compaction stops there.
+    pub fn compact(&mut self, mut moved: impl FnMut(&mut T, usize, usize) -> bool) {
+        let mut end = self.used();
+        let mut hole = 0;
+        loop {
+            while end > 0 && self.is_vacant(end - 1) {
+                end -= 1;
+            }
+            while hole < end && !self.is_vacant(hole) {
+                hole += 1;
+            }
+            if hole >= end {
+                break;
+            }
+            let from = end - 1;
+            let slot = &mut self.pages[from / PAGE][from % PAGE];
+            let Entry::Occupied(mut value) = std::mem::replace(slot, Entry::Vacant(0)) else {
+                unreachable!("the entry before `end` is occupied");
+            };
+            if !moved(&mut value, from, hole) {
+                self.pages[from / PAGE][from % PAGE] = Entry::Occupied(value);
+                break;
+            }
+            self.pages[hole / PAGE][hole % PAGE] = Entry::Occupied(value);
+            end = from;
+        }
+        self.pages.truncate(end.div_ceil(PAGE));
+        if let Some(last) = self.pages.last_mut() {
+            last.truncate(end - (end - 1) / PAGE * PAGE);
+        }
+        self.pages.shrink_to_fit();
+        // The holes left (if `moved` stopped early) are the free list again,
+        // lowest first.
+        self.free = 0;
+        for index in (0..end).rev() {
+            if self.is_vacant(index) {
+                self.pages[index / PAGE][index % PAGE] = Entry::Vacant(self.free);
+                self.free = index as u32 + 1;
+            }
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -182,6 +242,85 @@ mod tests {
         assert_eq!(slab.get(PAGE + 3), None);
         assert_eq!(slab.get_mut(PAGE + 1), None);
         assert!(!slab.is_empty());
+    }
+
+    #[test]
+    fn compacting_fills_the_holes_from_the_end_and_gives_back_pages() {
+        let mut slab = PagedSlab::default();
+        for i in 0..4 * PAGE {
+            slab.insert(i);
+        }
+        for i in (0..4 * PAGE).filter(|i| i % 8 != 0) {
+            slab.remove(i);
+        }
+        let mut moves = Vec::new();
+        slab.compact(|value, from, to| {
+            assert_eq!(*value, from);
+            *value = to;
+            moves.push((from, to));
+            true
+        });
+        assert_eq!(slab.len(), PAGE / 2);
+        assert_eq!(slab.capacity(), PAGE, "three pages given back");
+        assert!(
+            slab.iter().all(|(k, &v)| k == v),
+            "each moved value was re-keyed"
+        );
+        assert!(moves.iter().all(|&(from, to)| to < from && from % 8 == 0));
+        assert_eq!(
+            slab.next_key(),
+            PAGE / 2,
+            "no hole left: the next key is the end"
+        );
+        assert_eq!(slab.insert(7), PAGE / 2);
+    }
+
+    #[test]
+    fn compaction_stopped_early_keeps_every_entry_and_its_holes_free() {
+        let mut slab = PagedSlab::default();
+        for i in 0..2 * PAGE {
+            slab.insert(i);
+        }
+        for i in 0..PAGE {
+            slab.remove(i);
+        }
+        let mut allowed = 3;
+        slab.compact(|value, _, to| {
+            if allowed == 0 {
+                return false;
+            }
+            allowed -= 1;
+            *value = to;
+            true
+        });
+        assert_eq!(slab.len(), PAGE);
+        assert_eq!(
+            slab.capacity(),
+            2 * PAGE,
+            "the refused entry keeps its page"
+        );
+        assert!(slab.iter().all(|(k, &v)| k == v || k >= PAGE));
+        assert_eq!(slab.iter().filter(|&(k, _)| k < PAGE).count(), 3);
+        assert_eq!(slab.next_key(), 3, "the lowest hole is filled first");
+        let refilled: Vec<usize> = (0..PAGE - 3).map(|i| slab.insert(i)).collect();
+        assert!(refilled.iter().all(|&k| k < PAGE), "every hole was free");
+        assert_eq!(
+            slab.next_key(),
+            2 * PAGE - 3,
+            "the three moved out were cut off"
+        );
+    }
+
+    #[test]
+    fn compacting_an_empty_slab_gives_back_every_page() {
+        let mut slab = PagedSlab::default();
+        let keys: Vec<usize> = (0..PAGE + 1).map(|i| slab.insert(i)).collect();
+        for key in keys {
+            slab.remove(key);
+        }
+        slab.compact(|_, _, _| panic!("nothing to move"));
+        assert_eq!(slab.capacity(), 0);
+        assert_eq!(slab.insert(1), 0);
     }
 
     #[test]
