@@ -137,7 +137,7 @@ pub fn start(config: &Config) -> Result<Running, String> {
     )
     .map_err(|e| e.to_string())?;
     let acceptor = spawn("halley-accept", move || acceptor.run())?;
-    let api = Api::new(
+    let api = Api::listen(
         api,
         Arc::clone(&shared),
         inboxes.clone(),
@@ -195,7 +195,7 @@ fn start_resp(
     shared: &Arc<Shared>,
 ) -> Result<SocketAddr, String> {
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    let resp = crate::resp::RespServer::new(
+    let resp = crate::resp::RespServer::listen(
         listener,
         Arc::clone(shared),
         config.api_key,

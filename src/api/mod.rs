@@ -3,6 +3,7 @@
 //! Publishing is a call into the hub; the workers do the writing.
 
 pub mod keepalive;
+pub mod listener;
 pub mod publish;
 pub mod request;
 pub mod stream;
@@ -10,61 +11,41 @@ pub mod stream;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::broker::publisher::{Item, Publisher};
 use crate::proto::poll;
 use crate::stats::snapshot::Snapshot;
 use crate::stats::{prometheus, report, Shared};
-use crate::worker::inbox::{self, Inbox, Mail};
-use keepalive::{Again, Link, Phase, OUTPUT_HIGH};
+use crate::worker::inbox::{Inbox, Mail};
+use keepalive::{Link, Phase, OUTPUT_HIGH};
+use listener::{Listener, Protocol};
 use request::{ApiParsed, ApiRequest, ApiRules, Persistence};
 use stream::{StatsFeed, MAX_STREAMS};
 
-const LISTENER: Token = Token(usize::MAX);
-const TICK: Duration = Duration::from_secs(1);
-
-/// API connections held at once, as for RESP: backends keep a few keep-alive
-/// connections each, and without a bound, connections that send nothing would hold
-/// descriptors the client listener needs until the idle timeout.
-pub const MAX_CONNECTIONS: usize = 1024;
+pub use listener::MAX_CONNECTIONS;
 pub const TOO_MANY_CONNECTIONS: &str = "too many API connections; retry later";
 
 /// How long the API waits on its clients.
-#[derive(Debug, Clone, Copy)]
-pub struct ApiTimeouts {
-    /// From a request's first byte to its last (408 past it); also bounds an answer
-    /// the client does not read and the drain after a closing answer.
-    pub request: Duration,
-    /// A keep-alive connection with nothing in flight is closed after this.
-    pub idle: Option<Duration>,
-}
+pub type ApiTimeouts = listener::Timeouts;
 
 /// An API connection: whether the `100 Continue` of the request now arriving was
 /// sent beside the shared keep-alive state.
 type ApiConnection = Link<ContinueSent>;
 
 #[derive(Debug, Default)]
-struct ContinueSent(bool);
+pub struct ContinueSent(bool);
 
+/// The HTTP API's part of the shared loop (`listener.rs`).
 #[derive(Debug)]
 pub struct Api {
-    poll: Poll,
-    listener: TcpListener,
-    conns: Slab<ApiConnection>,
     shared: Arc<Shared>,
     /// For orders to every worker (drop-connections).
     inboxes: Vec<Arc<Inbox>>,
     max_body: usize,
     api_key: Option<&'static str>,
-    timeouts: ApiTimeouts,
-    /// Connections that used up their reads for a turn with bytes maybe left, or
-    /// whose publish waits for a worker that is behind.
-    again: Again,
     streams: Streams,
     /// With `--broker`: this thread's connections to Redis.
     publisher: Publisher,
@@ -78,89 +59,80 @@ struct Streams {
 }
 
 impl Api {
-    pub fn new(
+    /// The API's loop on its bound listener, ready to `run`.
+    pub fn listen(
         listener: std::net::TcpListener,
         shared: Arc<Shared>,
         inboxes: Vec<Arc<Inbox>>,
         max_body: usize,
         api_key: Option<&'static str>,
         timeouts: ApiTimeouts,
-    ) -> io::Result<Api> {
-        let poll = Poll::new()?;
-        let mut listener = TcpListener::from_std(listener);
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        Ok(Api {
-            poll,
-            listener,
-            conns: Slab::new(),
-            shared,
+    ) -> io::Result<Listener<Api>> {
+        let api = Api {
+            shared: Arc::clone(&shared),
             inboxes,
             max_body,
             api_key,
-            timeouts,
-            again: Again::default(),
             streams: Streams::default(),
             publisher: Publisher::default(),
-        })
+        };
+        Listener::new(listener, shared, timeouts, api)
+    }
+}
+
+impl Protocol for Api {
+    type State = ContinueSent;
+
+    fn refuse(&mut self, stream: mio::net::TcpStream) {
+        self.shared.api_errors.fetch_add(1, Ordering::Relaxed);
+        refuse_connection(stream);
     }
 
-    /// Serves until the process exits.
-    pub fn run(mut self) -> io::Result<()> {
-        let mut events = Events::with_capacity(256);
-        let mut next_sweep = Instant::now() + TICK;
-        loop {
-            let timeout = self
-                .again
-                .timeout(next_sweep.saturating_duration_since(Instant::now()));
-            crate::reactor::wait(&mut self.poll, &mut events, Some(timeout))?;
-            let now = Instant::now();
-            // This turn's publications reach each worker with one wake. Not with
-            // --broker: publishing then waits on Redis, and wakes must not wait.
-            let held = self.shared.broker.get().is_none().then(inbox::hold_wakes);
-            for event in events.iter() {
-                match event.token() {
-                    LISTENER => self.accept_all(now),
-                    Token(key) => self.serve_or_drop(key, now, !event.is_read_closed()),
-                }
-            }
-            for key in self.again.take() {
-                self.serve_or_drop(key, now, false);
-            }
-            drop(held);
-            if now >= next_sweep {
-                self.sweep(now);
-                self.write_streams(now);
-                next_sweep = now + TICK;
-            }
-        }
+    fn accepted(&mut self) -> ContinueSent {
+        ContinueSent(false)
     }
 
-    /// `short_reads_drain`: see [`Link::serve`].
-    fn serve_or_drop(&mut self, key: usize, now: Instant, short_reads_drain: bool) {
-        if self.conns.contains(key) && !self.serve(key, now, short_reads_drain) {
-            self.remove(key);
-        }
+    fn answer(&mut self, conn: &mut ApiConnection, _connected: usize, now: Instant) {
+        let rules = ApiRules {
+            max_body: self.max_body,
+            api_key: self.api_key.map(str::as_bytes),
+        };
+        let (shared, inboxes) = (&self.shared, &self.inboxes);
+        let (streams, publisher) = (&mut self.streams, &mut self.publisher);
+        answer_complete(conn, rules, shared, inboxes, streams, publisher, now)
     }
 
-    fn remove(&mut self, key: usize) {
-        if self.conns.remove(key).phase == Phase::Streaming {
+    fn removed(&mut self, conn: &ApiConnection) {
+        if conn.phase == Phase::Streaming {
             self.streams.open -= 1;
         }
     }
 
-    /// Once a second: one stats event to every stream. A client that does not read
-    /// is dropped once its unread events would pass the bound of queued answers.
-    fn write_streams(&mut self, now: Instant) {
+    fn timed_out(&mut self, conn: &mut ApiConnection) {
+        let (status, body) = if conn.held {
+            let reason = "not published: the workers were behind for the whole API request timeout; publish again later";
+            (503, refusal_body(reason))
+        } else {
+            let reason = "request not complete within the API request timeout";
+            (408, refusal_body(reason))
+        };
+        self.shared.api_errors.fetch_add(1, Ordering::Relaxed);
+        conn.output
+            .extend_from_slice(&request::response(status, &body, Persistence::Close));
+    }
+
+    /// One stats event to every stream. A client that does not read is dropped
+    /// once its unread events would pass the bound of queued answers.
+    fn tick(&mut self, conns: &mut Slab<ApiConnection>, now: Instant) -> Vec<usize> {
+        let mut gone = Vec::new();
         if self.streams.open == 0 {
-            return;
+            return gone;
         }
         let event = self
             .streams
             .feed
             .event(&report::stats_json(&self.shared), now);
-        let mut gone = Vec::new();
-        for (key, conn) in self.conns.iter_mut() {
+        for (key, conn) in conns.iter_mut() {
             if conn.phase != Phase::Streaming {
                 continue;
             }
@@ -173,104 +145,7 @@ impl Api {
                 gone.push(key);
             }
         }
-        for key in gone {
-            self.remove(key);
-        }
-    }
-
-    fn accept_all(&mut self, now: Instant) {
-        loop {
-            match self.listener.accept() {
-                Ok((stream, _)) if self.conns.len() >= MAX_CONNECTIONS => {
-                    self.shared.api_errors.fetch_add(1, Ordering::Relaxed);
-                    refuse_connection(stream);
-                }
-                Ok((mut stream, _)) => {
-                    let entry = self.conns.vacant_entry();
-                    let token = Token(entry.key());
-                    let interest = Interest::READABLE | Interest::WRITABLE;
-                    if self
-                        .poll
-                        .registry()
-                        .register(&mut stream, token, interest)
-                        .is_ok()
-                    {
-                        entry.insert(Link::new(stream, ContinueSent(false), now));
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
-                    return
-                }
-                Err(_) => continue,
-            }
-        }
-    }
-
-    /// Serves the connection until its socket has nothing more to give (see
-    /// [`Link::serve`]). Returns false to drop the connection.
-    fn serve(&mut self, key: usize, now: Instant, short_reads_drain: bool) -> bool {
-        let rules = ApiRules {
-            max_body: self.max_body,
-            api_key: self.api_key.map(str::as_bytes),
-        };
-        let (shared, inboxes) = (&self.shared, &self.inboxes);
-        let (streams, publisher) = (&mut self.streams, &mut self.publisher);
-        let served = self.conns[key].serve(now, short_reads_drain, |conn| {
-            answer_complete(conn, rules, shared, inboxes, streams, publisher, now)
-        });
-        self.again.note(key, served);
-        served != keepalive::Served::Drop
-    }
-
-    /// Once a second: 408 for a request that is taking too long, and the end of
-    /// idle keep-alive connections, of unread answers and of drains.
-    fn sweep(&mut self, now: Instant) {
-        let timeouts = self.timeouts;
-        let mut expired = Vec::new();
-        for (key, conn) in self.conns.iter_mut() {
-            let quiet = now.saturating_duration_since(conn.last_active);
-            let pending = now.saturating_duration_since(conn.request_began);
-            let unread = !conn.output.is_empty() && quiet > timeouts.request;
-            let drained = conn.phase == Phase::Draining && pending > timeouts.request;
-            if unread || drained {
-                expired.push(key);
-            } else if conn.phase == Phase::Open
-                && !conn.input.is_empty()
-                && conn.output.is_empty()
-                && pending > timeouts.request
-            {
-                let (status, body) = if conn.held {
-                    let reason = "not published: the workers were behind for the whole API request timeout; publish again later";
-                    (503, refusal_body(reason))
-                } else {
-                    let reason = "request not complete within the API request timeout";
-                    (408, refusal_body(reason))
-                };
-                self.shared.api_errors.fetch_add(1, Ordering::Relaxed);
-                conn.output.extend_from_slice(&request::response(
-                    status,
-                    &body,
-                    Persistence::Close,
-                ));
-                conn.input.clear();
-                conn.phase = Phase::Closing;
-                if !conn.flush(now) {
-                    expired.push(key);
-                } else if conn.output.is_empty() {
-                    conn.start_draining(now);
-                }
-            } else if conn.phase != Phase::Streaming
-                && conn.input.is_empty()
-                && conn.output.is_empty()
-                && timeouts.idle.is_some_and(|idle| quiet > idle)
-            {
-                expired.push(key);
-            }
-        }
-        for key in expired {
-            self.remove(key);
-        }
+        gone
     }
 }
 
