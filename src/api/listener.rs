@@ -48,7 +48,9 @@ pub trait Protocol {
     /// answer and count it.
     fn timed_out(&mut self, conn: &mut Link<Self::State>);
     /// Once a second, after the sweep: the connections to drop.
-    fn tick(&mut self, conns: &mut Slab<Link<Self::State>>, now: Instant) -> Vec<usize>;
+    fn tick(&mut self, _conns: &mut Slab<Link<Self::State>>, _now: Instant) -> Vec<usize> {
+        Vec::new()
+    }
 }
 
 #[derive(Debug)]

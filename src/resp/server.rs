@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use slab::Slab;
 
 use super::command::{self, Action, Rules, Session};
 use super::encode;
@@ -114,10 +113,6 @@ impl Protocol for RespServer {
         };
         encode::error(&mut conn.output, error);
         self.shared.resp_errors.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn tick(&mut self, _conns: &mut Slab<RespConnection>, _now: Instant) -> Vec<usize> {
-        Vec::new()
     }
 }
 
