@@ -21,7 +21,8 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// Connections held at once, for the API as for RESP: backends keep a few
 /// keep-alive connections each, and without a bound, connections that send nothing
-/// would hold descriptors the client listener needs until a timeout ends them.
+/// would hold descriptors the client listener needs until the idle timeout ends
+/// them (RESP, which keeps idle connections as Redis does, has none).
 pub const MAX_CONNECTIONS: usize = 1024;
 
 /// How long a listener waits on its clients.
