@@ -3,12 +3,13 @@
 VmRSS, then VmRSS once N connections are held by halley-bench, divided by N.
 
     scripts/hold-rss.py [--transport ws|sse|poll] [--connections 10000] [--runs 3]
-                        [--case shared|own|none] [--base 0] [--wait 1]
+                        [--case shared|own|pairs|none] [--base 0] [--wait 1]
                         [--env NAME=VALUE] [--server target/release/halley]
                         [--bench target/release/halley-bench] [--token-secret-file F]
 
 --case: every connection on one shared channel (default), each on a channel of its
-own, or none subscribed (WebSocket only). --base B first opens and holds B
+own, two on each channel (a user with two tabs; connection i and i + N/2 share one),
+or none subscribed (WebSocket only). --base B first opens and holds B
 connections and measures from there (the growth method: B -> B + N). --env sets a
 variable for the server only (e.g. _RJEM_MALLOC_CONF=...). --warm serves 10
 short-lived connections before the idle reading. Each run prints VmRSS and RssAnon
@@ -41,7 +42,7 @@ def stats(api):
 
 def start_bench(a, client, api, key_args, count, prefix, duration):
     key_args = key_args + (["--token-secret-file", a.token_secret_file] if a.token_secret_file else [])
-    channels = count if a.case == "own" else 1
+    channels = {"own": count, "pairs": max(count // 2, 1)}.get(a.case, 1)
     case_args = ["--no-subscribe"] if a.case == "none" else []
     return subprocess.Popen([a.bench, "--url", f"ws://{client}", "--api", f"http://{api}",
                              "--json", "--quiet", "--transport", a.transport, *key_args,
@@ -114,7 +115,7 @@ def main():
     ap.add_argument("--transport", default="ws")
     ap.add_argument("--connections", type=int, default=10_000)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--case", choices=["shared", "own", "none"], default="shared")
+    ap.add_argument("--case", choices=["shared", "own", "pairs", "none"], default="shared")
     ap.add_argument("--base", type=int, default=0)
     ap.add_argument("--wait", type=float, default=1.0)
     ap.add_argument("--env", action="append", default=[])

@@ -1,28 +1,27 @@
-//! A channel's local subscribers (slab keys of the worker's connections) in 8 bytes:
-//! up to two keys inline, or the index of a longer list that the worker keeps in
-//! its `Lists`. A per-user channel has one subscriber per worker, and a 16-byte
-//! enum of "inline or boxed" would cost each such channel 8 bytes more in the
-//! worker's table (a 32 B bucket instead of 24).
+//! A channel's local subscribers (slab keys of the worker's connections) in 4 bytes:
+//! one key inline, or the index of a longer list that the worker keeps in its
+//! `Lists`. A per-user channel has one subscriber per worker, and with the 32-bit
+//! position beside it (`topics`) its entry is 16 B; two inline keys made it 24 B,
+//! the price of a second tab on the same worker now (a list: docs/benchmarks.md).
 
 use slab::Slab;
 
-/// Two keys, or `[SPILLED, index]`. Slab keys stay below both markers: a worker's
-/// slab holds at most `--max-connections`, far under 2^32 - 2.
+/// One key below `SPILLED`, or `SPILLED | index`, or `NONE`. Slab keys stay below
+/// `SPILLED`: a worker's slab holds at most its open sockets, and Linux caps a
+/// process's files below 2^31 (`fs.nr_open` at most `INT_MAX & -64`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Subscribers {
-    keys: [u32; 2],
-}
+pub struct Subscribers(u32);
 
 const NONE: u32 = u32::MAX;
-const SPILLED: u32 = u32::MAX - 1;
+const SPILLED: u32 = 1 << 31;
 
 impl Default for Subscribers {
     fn default() -> Self {
-        Subscribers { keys: [NONE; 2] }
+        Subscribers(NONE)
     }
 }
 
-/// The lists of channels with more than two local subscribers.
+/// The lists of channels with more than one local subscriber.
 #[derive(Debug, Default)]
 pub struct Lists {
     lists: Slab<Vec<u32>>,
@@ -46,12 +45,15 @@ impl Taken {
 
 impl Subscribers {
     fn spilled(&self) -> Option<usize> {
-        (self.keys[0] == SPILLED).then_some(self.keys[1] as usize)
+        (self.0 != NONE && self.0 & SPILLED != 0).then_some((self.0 & !SPILLED) as usize)
     }
 
     fn inline(&self) -> &[u32] {
-        let len = self.keys.iter().take_while(|&&k| k < SPILLED).count();
-        &self.keys[..len]
+        if self.0 < SPILLED {
+            std::slice::from_ref(&self.0)
+        } else {
+            &[]
+        }
     }
 
     pub fn as_slice<'a>(&'a self, lists: &'a Lists) -> &'a [u32] {
@@ -62,50 +64,44 @@ impl Subscribers {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys[0] == NONE
+        self.0 == NONE
     }
 
     /// Adds `key`; returns its position.
     pub fn push(&mut self, lists: &mut Lists, key: u32) -> u32 {
-        debug_assert!(key < SPILLED, "slab key {key} collides with a marker");
+        assert!(key < SPILLED, "slab key {key} collides with a marker");
         if let Some(index) = self.spilled() {
             let list = &mut lists.lists[index];
             list.push(key);
             return (list.len() - 1) as u32;
         }
-        match self.keys {
-            [NONE, _] => {
-                self.keys[0] = key;
-                0
-            }
-            [_, NONE] => {
-                self.keys[1] = key;
-                1
-            }
-            [a, b] => {
-                let index = lists.lists.insert(vec![a, b, key]);
-                self.keys = [SPILLED, index as u32];
-                2
-            }
+        if self.0 == NONE {
+            self.0 = key;
+            return 0;
         }
+        let index = lists.lists.insert(vec![self.0, key]);
+        let index = u32::try_from(index)
+            .ok()
+            .filter(|&i| i < SPILLED - 1)
+            .expect("fewer than 2^31 - 1 crowded channels on a worker");
+        self.0 = SPILLED | index;
+        1
     }
 
     /// Moves the last key into `position` (panics past the end, as `Vec` does).
-    /// A list down to two keys comes back inline.
+    /// A list down to one key comes back inline.
     pub fn swap_remove(&mut self, lists: &mut Lists, position: usize) {
         let Some(index) = self.spilled() else {
             let len = self.inline().len();
             assert!(position < len, "no subscriber at {position}");
-            self.keys[position] = self.keys[len - 1];
-            self.keys[len - 1] = NONE;
+            self.0 = NONE;
             return;
         };
         let list = &mut lists.lists[index];
         list.swap_remove(position);
-        if list.len() <= 2 {
+        if list.len() <= 1 {
             let list = lists.lists.remove(index);
-            self.keys = [NONE; 2];
-            self.keys[..list.len()].copy_from_slice(&list);
+            self.0 = list.first().copied().unwrap_or(NONE);
         } else if list.capacity() > 4 * list.len() + 16 {
             list.shrink_to_fit();
         }
@@ -137,7 +133,7 @@ impl Subscribers {
 }
 
 impl Lists {
-    /// Lists held now (channels with more than two subscribers here).
+    /// Lists held now (channels with more than one subscriber here).
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lists.len()
@@ -161,26 +157,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn two_subscribers_stay_inline_and_more_spill_and_come_back() {
-        assert_eq!(std::mem::size_of::<Subscribers>(), 8);
+    fn one_subscriber_stays_inline_and_more_spill_and_come_back() {
+        assert_eq!(std::mem::size_of::<Subscribers>(), 4);
         let mut lists = Lists::default();
         let mut subs = Subscribers::default();
         assert!(subs.is_empty());
+        assert!(subs.as_slice(&lists).is_empty());
         assert_eq!(subs.push(&mut lists, 7), 0);
-        assert_eq!(subs.push(&mut lists, 8), 1);
         assert_eq!(subs.spilled(), None);
-        assert_eq!(subs.push(&mut lists, 9), 2);
+        assert_eq!(subs.as_slice(&lists), &[7]);
+        assert_eq!(subs.push(&mut lists, 8), 1);
         assert!(subs.spilled().is_some());
+        assert_eq!(subs.push(&mut lists, 9), 2);
         assert_eq!(subs.as_slice(&lists), &[7, 8, 9]);
         subs.swap_remove(&mut lists, 0);
         assert_eq!(subs.as_slice(&lists), &[9, 8]);
-        assert_eq!(subs.spilled(), None, "back inline at two");
-        assert_eq!(lists.lists.len(), 0, "the list was given back");
         subs.swap_remove(&mut lists, 1);
         assert_eq!(subs.as_slice(&lists), &[9]);
+        assert_eq!(subs.spilled(), None, "back inline at one");
+        assert_eq!(lists.lists.len(), 0, "the list was given back");
         subs.swap_remove(&mut lists, 0);
         assert!(subs.is_empty());
         assert!(subs.as_slice(&lists).is_empty());
+    }
+
+    #[test]
+    fn the_largest_key_and_a_late_list_index_keep_their_meaning() {
+        let mut lists = Lists::default();
+        let mut subs = Subscribers::default();
+        let largest = SPILLED - 1;
+        assert_eq!(subs.push(&mut lists, largest), 0);
+        assert_eq!(subs.as_slice(&lists), &[largest], "not read as a list");
+        // Lists 0..3 taken by other channels: this one spills to index 3.
+        let mut others: Vec<Subscribers> = (0..3).map(|_| Subscribers::default()).collect();
+        for other in &mut others {
+            other.push(&mut lists, 1);
+            other.push(&mut lists, 2);
+        }
+        assert_eq!(subs.push(&mut lists, 0), 1);
+        assert_eq!(subs.spilled(), Some(3));
+        assert_eq!(subs.as_slice(&lists), &[largest, 0]);
+        for other in &others {
+            assert_eq!(other.as_slice(&lists), &[1, 2]);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "collides with a marker")]
+    fn a_key_at_the_marker_is_refused() {
+        let mut lists = Lists::default();
+        Subscribers::default().push(&mut lists, SPILLED);
     }
 
     #[test]
@@ -196,6 +222,9 @@ mod tests {
         assert_eq!(subs.as_slice(&lists), &[0, 1, 2, 3, 4]);
         let inline = Subscribers::default();
         assert!(inline.take(&mut lists).as_slice().is_empty());
+        let mut one = Subscribers::default();
+        one.push(&mut lists, 42);
+        assert_eq!(one.take(&mut lists).as_slice(), &[42]);
         subs.release(&mut lists);
         assert_eq!(lists.lists.len(), 0);
     }

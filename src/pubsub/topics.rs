@@ -22,9 +22,33 @@ pub struct LocalChannel {
     pub channel: ChannelRef,
     /// Slab keys of subscribed connections.
     subscribers: Subscribers,
-    /// The last sequence number this worker has handled; a publication at or below
-    /// it is already accounted for (it predates the local subscription).
-    pub last_seq: u64,
+    /// The low 32 bits of the last sequence number this worker has handled; a
+    /// publication at or below it is already accounted for (it predates the local
+    /// subscription). Read back by `last_seq`.
+    last_seq_low: u32,
+}
+
+impl LocalChannel {
+    /// The last sequence number this worker has handled, given a seq `near` it
+    /// (the channel's own, or a publication's). It lags the channel's by the
+    /// publications in flight to this worker, which the inbox bounds far below
+    /// 2^31 (`inbox::behind_bytes`), so 32 bits of it tell it apart.
+    pub fn last_seq(&self, near: u64) -> u64 {
+        widen(self.last_seq_low, near)
+    }
+
+    /// The same, read against the channel's own last seq (which locks it briefly):
+    /// for a join, a timed-out poll or an SSE id, not for every publication.
+    pub fn position(&self) -> u64 {
+        let latest = self.channel.state().last_seq;
+        self.last_seq(latest)
+    }
+}
+
+/// The u64 nearest `near` whose low 32 bits are `low`.
+fn widen(low: u32, near: u64) -> u64 {
+    let ahead = low.wrapping_sub(near as u32) as i32;
+    near.wrapping_add_signed(i64::from(ahead))
 }
 
 #[derive(Debug, Default)]
@@ -76,7 +100,7 @@ impl Topics {
         let local = LocalChannel {
             channel,
             subscribers: Subscribers::default(),
-            last_seq,
+            last_seq_low: last_seq as u32,
         };
         let id = local.channel.id;
         if let Some(at) = self.find(id) {
@@ -117,11 +141,11 @@ impl Topics {
         if !ChannelRef::ptr_eq(&local.channel, channel) {
             return None;
         }
-        let before = local.last_seq;
+        let before = local.last_seq(newest);
         if newest <= before {
             return None;
         }
-        local.last_seq = newest;
+        local.last_seq_low = newest as u32;
         Some((before, local.subscribers.take(&mut self.lists)))
     }
 
@@ -235,7 +259,7 @@ mod tests {
         }
         topics.shrink();
         for (i, channel) in channels.iter().enumerate() {
-            let held = topics.of(channel).map(|l| l.last_seq);
+            let held = topics.of(channel).map(|l| l.last_seq(0));
             assert_eq!(held, (i % 2 == 1).then_some(i as u64), "{i}");
         }
         // Re-inserting an id replaces its entry, as a map would, and gives back
@@ -246,17 +270,45 @@ mod tests {
         assert_eq!(topics.lists_held(), 1);
         topics.insert(ChannelRef::clone(&channels[1]), 99);
         let local = topics.get(channels[1].id).unwrap();
-        assert_eq!(local.last_seq, 99);
+        assert_eq!(local.last_seq(0), 99);
         assert!(topics.subscribers(local).is_empty());
         assert_eq!(topics.lists_held(), 0);
     }
 
     #[test]
-    fn a_per_user_channel_costs_a_24_byte_entry() {
-        // Its Arc, two inline subscribers (or a list's index) and its last seq; the
-        // slab's vacancy fits beside the Arc's pointer, so no tag is added.
-        assert_eq!(std::mem::size_of::<LocalChannel>(), 24);
-        assert_eq!(std::mem::size_of::<crate::paged::Entry<LocalChannel>>(), 24);
+    fn a_per_user_channel_costs_a_16_byte_entry() {
+        // Its Arc, one inline subscriber (or a list's index) and 32 bits of its last
+        // seq; the slab's vacancy fits beside the Arc's pointer, so no tag is added.
+        assert_eq!(std::mem::size_of::<LocalChannel>(), 16);
+        assert_eq!(std::mem::size_of::<crate::paged::Entry<LocalChannel>>(), 16);
+    }
+
+    #[test]
+    fn the_last_seq_reads_back_across_a_32_bit_boundary() {
+        assert_eq!(widen(5, 7), 5);
+        assert_eq!(widen(9, 7), 9);
+        assert_eq!(widen(u32::MAX - 1, 1 << 32), (1 << 32) - 2, "just behind");
+        assert_eq!(widen(3, (1 << 32) - 2), (1 << 32) + 3, "just ahead");
+        let far = (7u64 << 32) + 12;
+        assert_eq!(widen((far - 100) as u32, far), far - 100);
+        assert_eq!(widen((far + (1 << 30)) as u32, far), far + (1 << 30));
+
+        // Held from seq 2^32 - 2: a publication of 2^32 + 3 is fresh, and the
+        // position moves past the boundary; an older one then is not.
+        let (mut topics, channels) = holding(1);
+        let start = (1u64 << 32) - 2;
+        topics.insert(ChannelRef::clone(&channels[0]), start);
+        topics.add_subscriber(channels[0].id, 0);
+        let (before, _) = topics.take_fresh(&channels[0], start + 5).expect("fresh");
+        assert_eq!(before, start);
+        assert!(
+            topics.take_fresh(&channels[0], start + 3).is_none(),
+            "stale"
+        );
+        assert_eq!(
+            topics.get(channels[0].id).unwrap().last_seq(start),
+            start + 5
+        );
     }
 
     #[test]
@@ -272,7 +324,7 @@ mod tests {
         topics.shrink();
         assert!(topics.entries.capacity() < before / 4, "the slab shrank");
         for (i, channel) in channels.iter().enumerate() {
-            let held = topics.of(channel).map(|l| l.last_seq);
+            let held = topics.of(channel).map(|l| l.last_seq(0));
             assert_eq!(held, (i % 10 == 7).then_some(i as u64), "{i}");
         }
         // And they still take new subscribers and leave.

@@ -134,7 +134,7 @@ impl Worker {
         let held = self.hub.find(name).and_then(|c| {
             self.topics
                 .of(&c)
-                .map(|l| (ChannelRef::clone(&l.channel), l.last_seq))
+                .map(|l| (ChannelRef::clone(&l.channel), l.position()))
         });
         if let Some((channel, last_seq)) = held {
             let catch_up = self.hub.catch_up(&channel, position, last_seq);

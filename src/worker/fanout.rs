@@ -306,7 +306,7 @@ impl Encodings<'_> {
                 let at = if s.channel == self.channel.id {
                     seq
                 } else {
-                    local.map_or(0, |l| l.last_seq)
+                    local.map_or(0, |l| l.position())
                 };
                 (at, local.map(|l| &*l.channel))
             })

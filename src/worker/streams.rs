@@ -268,7 +268,7 @@ impl Worker {
             .filter_map(|s| self.topics.get(s.channel))
             .map(|local| poll::Standing {
                 name: &local.channel.name,
-                last_seq: local.last_seq,
+                last_seq: local.position(),
                 epoch: &local.channel.epoch,
                 recovered: true,
             })
