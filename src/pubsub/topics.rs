@@ -1,14 +1,14 @@
 //! One worker's channel index: for each channel with local subscribers, the slab
 //! keys of those connections. Each connection remembers its position in each list,
 //! so unsubscribing is O(1) (swap-remove plus one back-pointer fix). A per-user
-//! channel has one subscriber per worker: up to two are held inline, so such a
-//! channel costs its entry and no allocation of its own.
+//! channel has one subscriber per worker: it is held inline, so such a channel
+//! costs its entry and no allocation of its own (a second one, a 16 B pair).
 //!
-//! The 24-byte entries are kept once, densely, in a slab of fixed pages; the hash
+//! The 16-byte entries are kept once, densely, in a slab of fixed pages; the hash
 //! table holds only their 4-byte slab keys, found by the channel id inside each
 //! entry. A table keeps 1.1–2.3 buckets per entry, so entries in its buckets cost
-//! 25 bytes a bucket (27–58 per channel), against 5 a bucket plus the entry here
-//! (30–36). A slab that doubled would hold 1–2 entries' room per entry as well;
+//! 17 bytes a bucket (19–40 per channel), against 5 a bucket plus the entry here
+//! (22–28). A slab that doubled would hold 1–2 entries' room per entry as well;
 //! pages grow by 1,024 entries and are never copied.
 
 use hashbrown::HashTable;
