@@ -373,7 +373,7 @@ fn subscriptions_spill_out_of_the_slot_and_back() {
 fn crowded_channels_keep_their_own_lists_as_lists_are_freed_and_reused() {
     // One worker: every subscriber of a channel is in the same local list. A third
     // subscriber moves a channel's keys into the worker's slab of lists; down to two
-    // they come back inline and the list's slot is free for the next crowded channel.
+    // they go back to a pair and the list's slot is free for the next crowded channel.
     let server = Server::start(&["--workers", "1"]);
     let mut a: Vec<Ws> = (0..3).map(|_| server.connect("/ws")).collect();
     for ws in &mut a {
@@ -412,6 +412,67 @@ fn crowded_channels_keep_their_own_lists_as_lists_are_freed_and_reused() {
     expect_push(&mut b[0], "crowd-probe", 1, "5");
     let stats = server.stats();
     assert_eq!(stats["channels"], 3, "{stats}");
+}
+
+/// Unsubscribes `ws` from `channel` and checks it hears nothing more of it: its next
+/// frame is a push on a probe channel of its own.
+fn leave_and_hear_nothing_more(ws: &mut Ws, publisher: &mut Publisher, channel: &str, probe: &str) {
+    send_text(
+        ws,
+        &format!(r#"{{"op":"unsubscribe","channel":"{channel}"}}"#),
+    );
+    assert_eq!(recv_json(ws)["op"], "unsubscribed");
+    publisher.publish_ok(channel, r#""after""#);
+    subscribe(ws, probe);
+    publisher.publish_ok(probe, "0");
+    expect_push(ws, probe, 1, "0");
+}
+
+/// Publishes the next seq of "duo" and checks that each of `listeners` gets it.
+fn push(publisher: &mut Publisher, seq: &mut u64, listeners: &mut [&mut Ws]) {
+    *seq += 1;
+    let data = seq.to_string();
+    assert_eq!(publisher.publish_ok("duo", &data), *seq);
+    for ws in listeners.iter_mut() {
+        expect_push(ws, "duo", *seq, &data);
+    }
+}
+
+#[test]
+fn two_on_a_worker_pair_up_and_each_leaves_alone() {
+    // One worker, one channel: one subscriber inline, two in a pair, three in a list,
+    // and back. Whoever moves into a leaver's place must still be the one removed
+    // when it leaves in turn, and still get every push until then.
+    let server = Server::start(&["--workers", "1"]);
+    let mut publisher = server.publisher();
+    let mut seq = 0;
+    let mut a = server.connect("/ws");
+    let mut b = server.connect("/ws");
+    let mut c = server.connect("/ws");
+    subscribe(&mut a, "duo");
+    subscribe(&mut b, "duo");
+    push(&mut publisher, &mut seq, &mut [&mut a, &mut b]);
+    // a at the front leaves: b moves into its place, alone (inline).
+    leave_and_hear_nothing_more(&mut a, &mut publisher, "duo", "probe-a");
+    seq += 1;
+    expect_push(&mut b, "duo", seq, r#""after""#);
+    push(&mut publisher, &mut seq, &mut [&mut b]);
+    // c joins (a pair again), then a (a list), then the front leaves twice.
+    subscribe(&mut c, "duo");
+    push(&mut publisher, &mut seq, &mut [&mut b, &mut c]);
+    subscribe(&mut a, "duo");
+    push(&mut publisher, &mut seq, &mut [&mut b, &mut c, &mut a]);
+    leave_and_hear_nothing_more(&mut b, &mut publisher, "duo", "probe-b");
+    seq += 1;
+    expect_push(&mut c, "duo", seq, r#""after""#);
+    expect_push(&mut a, "duo", seq, r#""after""#);
+    push(&mut publisher, &mut seq, &mut [&mut c, &mut a]);
+    leave_and_hear_nothing_more(&mut c, &mut publisher, "duo", "probe-c");
+    seq += 1;
+    expect_push(&mut a, "duo", seq, r#""after""#);
+    push(&mut publisher, &mut seq, &mut [&mut a]);
+    // The last one leaves: the channel has no subscriber on the worker.
+    leave_and_hear_nothing_more(&mut a, &mut publisher, "duo", "probe-a2");
 }
 
 /// A channel names the workers that hold it in a 63-bit mask beside its idle bit.
