@@ -276,6 +276,56 @@ mod tests {
         }
     }
 
+    /// A deterministic xorshift, so a failure replays.
+    fn next(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn many_channels_agree_with_plain_vectors_through_every_shape() {
+        // Random joins, leaves, takes and put-backs over 64 channels, checked against
+        // a Vec each after every step: inline, pair and list, and each way back.
+        let mut lists = Lists::default();
+        let mut subs = vec![Subscribers::default(); 64];
+        let mut model: Vec<Vec<u32>> = vec![Vec::new(); 64];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for step in 0..20_000 {
+            let roll = next(&mut state);
+            let c = (roll % 64) as usize;
+            match (roll >> 8) % 8 {
+                0..=3 if model[c].len() < 6 => {
+                    let key = (roll >> 16) as u32 % 1000;
+                    let at = subs[c].push(&mut lists, key);
+                    assert_eq!(at as usize, model[c].len(), "step {step}");
+                    model[c].push(key);
+                }
+                0..=5 if !model[c].is_empty() => {
+                    let position = (roll >> 16) as usize % model[c].len();
+                    subs[c].swap_remove(&mut lists, position);
+                    model[c].swap_remove(position);
+                }
+                6 => {
+                    let taken = subs[c].take(&mut lists);
+                    assert_eq!(taken.as_slice(), &model[c][..], "step {step}");
+                    subs[c].put_back(&mut lists, taken);
+                }
+                _ => {}
+            }
+            assert_eq!(subs[c].as_slice(&lists), &model[c][..], "step {step}");
+            assert_eq!(subs[c].is_empty(), model[c].is_empty(), "step {step}");
+        }
+        let crowded = model.iter().filter(|m| m.len() > 1).count();
+        assert_eq!(lists.len(), crowded, "one pair or list per crowded channel");
+        for (c, sub) in subs.iter().enumerate() {
+            assert_eq!(sub.as_slice(&lists), &model[c][..]);
+            sub.release(&mut lists);
+        }
+        assert!(lists.is_empty());
+    }
+
     #[test]
     #[should_panic(expected = "collides with a marker")]
     fn a_key_at_the_marker_is_refused() {

@@ -276,6 +276,90 @@ mod tests {
     }
 
     #[test]
+    fn random_joins_leaves_and_publications_agree_with_a_map() {
+        // 300 channels held from just below 2^32, so positions cross the boundary;
+        // publications a little behind or ahead; shrinks between. Checked against a
+        // map of (subscribers, last seq) after every step.
+        use std::collections::HashMap;
+        let (mut topics, channels) = holding(300);
+        for channel in &channels {
+            topics.remove(channel.id, 0);
+        }
+        let mut model: HashMap<usize, (Vec<u32>, u64)> = HashMap::new();
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for step in 0..10_000 {
+            let roll = next();
+            let c = (roll % 300) as usize;
+            let channel = &channels[c];
+            match (roll >> 12) % 10 {
+                0..=3 => {
+                    let (keys, _) = model.entry(c).or_insert_with(|| {
+                        let start = (1u64 << 32) - 40 + (roll >> 40) % 30;
+                        topics.insert(ChannelRef::clone(channel), start);
+                        (Vec::new(), start)
+                    });
+                    let key = (roll >> 20) as u32 % 5000;
+                    assert_eq!(
+                        topics.add_subscriber(channel.id, key) as usize,
+                        keys.len(),
+                        "step {step}"
+                    );
+                    keys.push(key);
+                }
+                4..=6 => {
+                    let Some((keys, _)) = model.get_mut(&c) else {
+                        continue;
+                    };
+                    let position = (roll >> 20) as usize % keys.len();
+                    let removed = topics.remove(channel.id, position as u32);
+                    keys.swap_remove(position);
+                    let moved = keys.get(position).map(|&k| (k, position as u32));
+                    assert_eq!(removed.moved, moved, "step {step}");
+                    assert_eq!(removed.emptied.is_some(), keys.is_empty(), "step {step}");
+                    if keys.is_empty() {
+                        model.remove(&c);
+                    }
+                }
+                7..=8 => {
+                    let Some((keys, last)) = model.get_mut(&c) else {
+                        assert!(topics.take_fresh(channel, 1 << 32).is_none());
+                        continue;
+                    };
+                    let newest = (*last + (roll >> 20) % 9).saturating_sub(3);
+                    match topics.take_fresh(channel, newest) {
+                        Some((before, taken)) => {
+                            assert!(newest > *last, "step {step}");
+                            assert_eq!(before, *last, "step {step}");
+                            assert_eq!(taken.as_slice(), &keys[..], "step {step}");
+                            topics.put_back_subscribers(channel.id, taken);
+                            *last = newest;
+                        }
+                        None => assert!(newest <= *last, "step {step}"),
+                    }
+                }
+                _ => topics.shrink(),
+            }
+        }
+        for (c, channel) in channels.iter().enumerate() {
+            let local = topics.of(channel);
+            match model.get(&c) {
+                Some((keys, last)) => {
+                    let local = local.expect("held");
+                    assert_eq!(topics.subscribers(local), &keys[..], "{c}");
+                    assert_eq!(local.last_seq(*last + 1000), *last, "{c}");
+                }
+                None => assert!(local.is_none(), "{c}"),
+            }
+        }
+    }
+
+    #[test]
     fn a_per_user_channel_costs_a_16_byte_entry() {
         // Its Arc, one inline subscriber (or a list's index) and 32 bits of its last
         // seq; the slab's vacancy fits beside the Arc's pointer, so no tag is added.
