@@ -67,12 +67,20 @@ impl Subscribers {
         }
     }
 
-    fn spilled(index: usize, list: bool) -> Subscribers {
+    fn pair(index: usize) -> Subscribers {
+        Subscribers::spilled(index, 0)
+    }
+
+    fn list(index: usize) -> Subscribers {
+        Subscribers::spilled(index, 1)
+    }
+
+    fn spilled(index: usize, kind: u32) -> Subscribers {
         let index = u32::try_from(index)
             .ok()
             .filter(|&i| i < (SPILLED >> 1) - 1)
             .expect("fewer than 2^30 - 1 crowded channels on a worker");
-        Subscribers(SPILLED | index << 1 | u32::from(list))
+        Subscribers(SPILLED | index << 1 | kind)
     }
 
     fn inline(&self) -> &[u32] {
@@ -104,12 +112,12 @@ impl Subscribers {
                 0
             }
             Held::Inline => {
-                *self = Subscribers::spilled(lists.pairs.insert([self.0, key]), false);
+                *self = Subscribers::pair(lists.pairs.insert([self.0, key]));
                 1
             }
             Held::Pair(index) => {
                 let [a, b] = lists.pairs.remove(index);
-                *self = Subscribers::spilled(lists.lists.insert(vec![a, b, key]), true);
+                *self = Subscribers::list(lists.lists.insert(vec![a, b, key]));
                 2
             }
             Held::List(index) => {
@@ -136,7 +144,7 @@ impl Subscribers {
                 list.swap_remove(position);
                 if let [a, b] = list[..] {
                     lists.lists.remove(index);
-                    *self = Subscribers::spilled(lists.pairs.insert([a, b]), false);
+                    *self = Subscribers::pair(lists.pairs.insert([a, b]));
                 } else if list.capacity() > 4 * list.len() + 16 {
                     list.shrink_to_fit();
                 }
