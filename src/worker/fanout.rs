@@ -315,12 +315,20 @@ impl Encodings<'_> {
 
     fn sse_for(&self, subscribed: &[Subscription], topics: &Topics) -> Vec<u8> {
         let mut out = Vec::new();
+        // The other channels' positions do not move during this fan-out: read once
+        // (each locks its channel), and only this channel's follows each event.
+        let mut positions: Vec<u64> = self
+            .positions(subscribed, topics, 0)
+            .iter()
+            .map(|(at, _)| *at)
+            .collect();
         for p in self.fresh {
-            let id = sse::id(
-                self.positions(subscribed, topics, p.seq)
-                    .iter()
-                    .map(|(at, _)| *at),
-            );
+            for (at, s) in positions.iter_mut().zip(subscribed) {
+                if s.channel == self.channel.id {
+                    *at = p.seq;
+                }
+            }
+            let id = sse::id(positions.iter().copied());
             sse::event(&mut out, None, Some(&id), &p.payload);
         }
         out
