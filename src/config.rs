@@ -43,7 +43,7 @@ pub struct ServeArgs {
     /// Publish and stats API listener [default: 127.0.0.1:8081]
     #[arg(long, env = "HALLEY_API_LISTEN", value_name = "ADDR")]
     pub api_listen: Option<SocketAddr>,
-    /// Worker reactors, one per core, at most 63 [default: number of cores]
+    /// Worker reactors, one per core, at most 47 [default: number of cores, up to 47]
     #[arg(long, env = "HALLEY_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
     /// Pin each worker to its own core [default: true when workers <= cores]
@@ -263,7 +263,9 @@ impl Config {
                 cli.$field.or(file.$field).unwrap_or_else(|| $default)
             };
         }
-        let workers = pick!(workers, machine.cores.max(1));
+        // A larger machine runs 47 by default rather than refusing to start; more
+        // than that take a second process (docs/cluster.md).
+        let workers = pick!(workers, machine.cores.clamp(1, MAX_WORKERS));
         let config = Config {
             listen: pick!(listen, SocketAddr::from(([0, 0, 0, 0], 8080))),
             api_listen: pick!(api_listen, SocketAddr::from(([127, 0, 0, 1], 8081))),
@@ -456,6 +458,13 @@ mod tests {
         assert!(!config.stats && !config.echo);
         let many = Config::resolve(args(&["--workers", "4"]), MACHINE).unwrap();
         assert!(!many.pin, "more workers than cores are not pinned");
+        let big = Machine {
+            cores: 96,
+            ..MACHINE
+        };
+        let config = Config::resolve(args(&[]), big).unwrap();
+        assert_eq!(config.workers, 47, "as many as a channel can name");
+        assert!(config.pin);
     }
 
     #[test]
@@ -498,15 +507,15 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert!(result.unwrap_err().contains("max_conections"));
         assert!(Config::resolve(args(&["--workers", "0"]), MACHINE).is_err());
-        // A channel's holders are a 63-bit mask beside its idle bit.
+        // A channel's holders are a 47-bit mask beside its idle bit.
         assert_eq!(
-            Config::resolve(args(&["--workers", "63"]), MACHINE)
+            Config::resolve(args(&["--workers", "47"]), MACHINE)
                 .unwrap()
                 .workers,
-            63
+            47
         );
-        let refused = Config::resolve(args(&["--workers", "64"]), MACHINE).unwrap_err();
-        assert!(refused.contains("between 1 and 63"), "{refused}");
+        let refused = Config::resolve(args(&["--workers", "48"]), MACHINE).unwrap_err();
+        assert!(refused.contains("between 1 and 47"), "{refused}");
     }
 
     #[test]

@@ -14,16 +14,12 @@ struct Kept {
     payload: Bytes,
 }
 
-/// Boxed: most channels keep nothing most of the time (a user's own channel between
-/// two messages), and an empty history then costs the channel 8 bytes, not 32.
+/// Not in the channel itself: a channel keeps one only while it has messages to
+/// keep (`Sequence`).
 #[derive(Debug, Default)]
 pub struct History {
-    // The Box is the point (8 B in the channel instead of the VecDeque's 32).
-    #[allow(clippy::box_collection)]
-    kept: Option<Box<VecDeque<Kept>>>,
+    kept: VecDeque<Kept>,
 }
-
-static NOTHING: VecDeque<Kept> = VecDeque::new();
 
 /// What a resume from `since` gets: the messages to deliver, oldest first, and
 /// whether they close the gap exactly.
@@ -34,40 +30,44 @@ pub struct CatchUp {
 }
 
 impl History {
+    pub const fn new() -> History {
+        History {
+            kept: VecDeque::new(),
+        }
+    }
+
     /// Appends message `seq` and drops the oldest past `size`.
     pub fn push(&mut self, seq: u64, at_s: u32, payload: Bytes, size: usize) {
         if size == 0 {
             return;
         }
-        let kept = self.kept.get_or_insert_with(Box::default);
-        while kept.len() >= size {
-            kept.pop_front();
+        while self.kept.len() >= size {
+            self.kept.pop_front();
         }
-        kept.push_back(Kept { seq, at_s, payload });
+        self.kept.push_back(Kept { seq, at_s, payload });
     }
 
     /// Drops messages older than `ttl_s` at `now_s`.
     pub fn expire(&mut self, now_s: u32, ttl_s: u32) {
-        let Some(kept) = self.kept.as_mut() else {
-            return;
-        };
-        while kept
+        while self
+            .kept
             .front()
             .is_some_and(|k| now_s.saturating_sub(k.at_s) >= ttl_s)
         {
-            kept.pop_front();
+            self.kept.pop_front();
         }
-        if kept.is_empty() {
-            self.kept = None;
+        if self.kept.is_empty() {
+            // What a burst grew is given back, not held for the next message.
+            self.kept = VecDeque::new();
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.kept.as_ref().is_none_or(|k| k.is_empty())
+        self.kept.is_empty()
     }
 
     fn kept(&self) -> &VecDeque<Kept> {
-        self.kept.as_deref().unwrap_or(&NOTHING)
+        &self.kept
     }
 
     /// The messages after `since` up to and including `upto` (the position the

@@ -20,8 +20,9 @@ use super::presence::Presence;
 use super::publication::{Outlet, Publication, Upstream};
 use crate::proto::command;
 
-use super::channel::{ByName, ChannelState, Locked};
+use super::channel::{ByName, Locked};
 pub use super::channel::{Channel, ChannelId, ChannelRef};
+use super::sequence::Sequence;
 
 /// How much history each channel keeps, and how long a channel left with nothing
 /// keeps its epoch before it is removed.
@@ -205,7 +206,7 @@ impl Hub {
         let Some(channel) = self.find(name) else {
             return false;
         };
-        let holders = channel.state().holders;
+        let holders = channel.state().holders();
         self.outlets
             .iter()
             .enumerate()
@@ -237,22 +238,20 @@ impl Hub {
         state: &mut Locked<'_>,
         payload: impl FnOnce(u64) -> Vec<u8>,
     ) -> u64 {
-        let seq = state.last_seq + 1;
+        let seq = state.last_seq() + 1;
         self.hand_off(channel, state, seq, payload(seq));
         seq
     }
 
     /// Keeps message `seq` (above `last_seq`) and hands it to the workers.
     fn hand_off(&self, channel: &ChannelRef, state: &mut Locked<'_>, seq: u64, payload: Vec<u8>) {
-        state.last_seq = seq;
+        state.set_last_seq(seq);
         let payload = Bytes::from(payload);
         if self.limits.size > 0 {
-            state
-                .history
-                .push(seq, self.now_s(), payload.clone(), self.limits.size);
+            state.keep(seq, self.now_s(), payload.clone(), self.limits.size);
         }
         for (worker, outlet) in self.outlets.iter().enumerate() {
-            if state.holders.has(worker) {
+            if state.holders().has(worker) {
                 outlet.deliver(Publication {
                     channel: ChannelRef::clone(channel),
                     seq,
@@ -287,8 +286,8 @@ impl Hub {
             if state.marks().removed {
                 continue;
             }
-            state.holders.add(1 << worker);
-            let last_seq = state.last_seq;
+            state.holders_mut().add(1 << worker);
+            let last_seq = state.last_seq();
             let catch_up = catch_up(&channel, &state, position, last_seq);
             drop(state);
             return Ok(Joined {
@@ -307,18 +306,18 @@ impl Hub {
     /// A worker lost its last subscriber of `channel`.
     pub fn detach(&self, channel: &ChannelRef, worker: usize) {
         let mut state = channel.state();
-        state.holders.remove(worker);
+        state.holders_mut().remove(worker);
         self.watch(channel, &mut state);
     }
 
     /// Lists the channel for the sweep if it has history to expire or nothing at
     /// all (then it is removed once idle long enough).
     fn watch(&self, channel: &ChannelRef, state: &mut Locked<'_>) {
-        let nothing_to_do = state.history.is_empty() && !self.presence_leaving(channel);
-        if state.marks().watched || (state.holders.any() && nothing_to_do) {
+        let nothing_to_do = state.history().is_empty() && !self.presence_leaving(channel);
+        if state.marks().watched || (state.holders().any() && nothing_to_do) {
             return;
         }
-        state.marks_mut().watched = true;
+        state.set_watched(true);
         self.watched
             .lock()
             .expect("watch lock")
@@ -329,15 +328,14 @@ impl Hub {
     pub fn backlog(&self, name: &str, since: u64, limit: usize) -> Option<Backlog> {
         let channel = self.find(name)?;
         let state = channel.state();
-        let messages = state.history.after(since, limit);
-        let recovered = since <= state.last_seq
+        let messages = state.history().after(since, limit);
+        let recovered = since <= state.last_seq()
             && state
-                .history
-                .catch_up(Some(since), true, state.last_seq)
+                .catch_up(Some(since), true, state.last_seq())
                 .recovered;
         Some(Backlog {
             epoch: channel.epoch.as_str().into(),
-            last_seq: state.last_seq,
+            last_seq: state.last_seq(),
             messages,
             recovered,
         })
@@ -352,17 +350,19 @@ impl Hub {
         let mut dead = Vec::new();
         for channel in listed {
             let mut state = channel.state();
-            state.history.expire(now, self.limits.ttl_s);
+            state.expire(now, self.limits.ttl_s);
             self.expire_presence(&channel, &mut state, now);
-            let quiet = state.history.is_empty() && !self.presence_leaving(&channel);
-            let idle = !state.holders.any() && quiet;
+            let quiet = state.history().is_empty() && !self.presence_leaving(&channel);
+            let idle = !state.holders().any() && quiet;
             if !idle {
-                state.holders.settled();
+                state.holders_mut().settled();
                 if quiet {
-                    state.marks_mut().watched = false; // held, nothing to expire
+                    state.set_watched(false); // held, nothing to expire
                     continue;
                 }
-            } else if now.saturating_sub(state.holders.idle_since(now)) >= self.limits.keep_idle_s {
+            } else if now.saturating_sub(state.holders_mut().idle_since(now))
+                >= self.limits.keep_idle_s
+            {
                 drop(state);
                 dead.push(channel);
                 continue;
@@ -383,14 +383,14 @@ impl Hub {
     fn remove_if_dead(&self, channel: &ChannelRef) {
         let mut channels = self.channels.write().expect("hub lock");
         let mut state = channel.state();
-        if state.marks().removed || state.holders.any() || !state.history.is_empty() {
+        if state.marks().removed || state.holders().any() || !state.history().is_empty() {
             // Revived between the sweep's look and now: watch it again if need be.
-            state.marks_mut().watched = false;
+            state.set_watched(false);
             drop(channels);
             self.watch(channel, &mut state);
             return;
         }
-        state.marks_mut().removed = true;
+        state.set_removed();
         // Normally gone already (a channel with someone leaving is not removed).
         self.presences().remove(&channel.id);
         if channels
@@ -419,9 +419,9 @@ impl Hub {
     }
 }
 
-fn catch_up(channel: &Channel, state: &ChannelState, position: Position<'_>, upto: u64) -> CatchUp {
+fn catch_up(channel: &Channel, state: &Sequence, position: Position<'_>, upto: u64) -> CatchUp {
     let same_epoch = position.epoch.is_none_or(|e| e == &*channel.epoch);
-    state.history.catch_up(position.since, same_epoch, upto)
+    state.catch_up(position.since, same_epoch, upto)
 }
 
 #[path = "hub_presence.rs"]

@@ -101,7 +101,7 @@ impl Hub {
 
     /// A user's leave is in its grace: the sweep must come back to the channel.
     pub(super) fn presence_leaving(&self, channel: &Channel) -> bool {
-        channel.keeps_presence
+        channel.keeps_presence()
             && self
                 .presences()
                 .get(&channel.id)
@@ -124,7 +124,7 @@ impl Hub {
         if !gone.is_empty() {
             self.presence_changed(&channel.name);
         }
-        if self.presence_events && state.holders.any() {
+        if self.presence_events && state.holders().any() {
             for user in gone {
                 self.presence_event(channel, state, "leave", &user, None);
             }

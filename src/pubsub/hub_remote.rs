@@ -73,9 +73,9 @@ impl Hub {
                 self.relayed(name, *seq, data);
             }
             let mut state = channel.state();
-            if standing.last_seq > state.last_seq && *channel.epoch == *standing.epoch {
+            if standing.last_seq > state.last_seq() && *channel.epoch == *standing.epoch {
                 // Published while this node could not hear, and gone from the log.
-                state.last_seq = standing.last_seq;
+                state.set_last_seq(standing.last_seq);
             }
             drop(state);
             self.notify_ready(&channel, waiting);
@@ -96,13 +96,13 @@ impl Hub {
         let now = self.now_s();
         {
             let mut state = channel.state();
-            state.last_seq = standing.last_seq;
-            state.holders.add(waiting);
+            state.set_last_seq(standing.last_seq);
+            state.holders_mut().add(waiting);
             if self.limits.size > 0 {
                 for (seq, age, data) in standing.log {
                     let payload = Bytes::from(push_of(name, seq, &data));
                     let at = now.saturating_sub(age);
-                    state.history.push(seq, at, payload, self.limits.size);
+                    state.keep(seq, at, payload, self.limits.size);
                 }
             }
             self.watch(&channel, &mut state);
@@ -134,10 +134,10 @@ impl Hub {
         if state.marks().removed {
             return Relay::NotHeld;
         }
-        if seq <= state.last_seq {
+        if seq <= state.last_seq() {
             return Relay::Duplicate;
         }
-        let gap = seq > state.last_seq + 1;
+        let gap = seq > state.last_seq() + 1;
         self.published_total
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.hand_off(&channel, &mut state, seq, push_of(name, seq, data));
@@ -161,14 +161,14 @@ impl Hub {
         channels
             .into_iter()
             .map(|c| {
-                let last = c.state().last_seq;
+                let last = c.state().last_seq();
                 (c.name.as_str().into(), c.epoch.as_str().into(), last)
             })
             .collect()
     }
 
     pub fn last_seq(&self, channel: &Channel) -> u64 {
-        channel.state().last_seq
+        channel.state().last_seq()
     }
 
     /// This node's presence on every channel that keeps it and has someone here:

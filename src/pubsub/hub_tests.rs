@@ -225,7 +225,7 @@ fn the_hub_keeps_presence_only_while_someone_is_there_or_leaving() {
         .unwrap()
         .channel;
     let plain = hub.attach("news", 0, Position::default()).unwrap().channel;
-    assert!(room.keeps_presence && !plain.keeps_presence);
+    assert!(room.keeps_presence() && !plain.keeps_presence());
 
     // An anonymous connection is counted, and leaves no entry behind.
     hub.presence_join(&room, None, None);

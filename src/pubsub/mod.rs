@@ -3,10 +3,12 @@
 
 pub mod channel;
 mod channel_ids;
+mod channel_ref;
 pub mod epoch;
 pub mod history;
 pub mod hub;
 pub mod presence;
 pub mod publication;
+pub mod sequence;
 pub mod subscribers;
 pub mod topics;

@@ -40,7 +40,7 @@ impl LocalChannel {
     /// The same, read against the channel's own last seq (which locks it briefly):
     /// for a join, a timed-out poll or an SSE id, not for every publication.
     pub fn position(&self) -> u64 {
-        let latest = self.channel.state().last_seq;
+        let latest = self.channel.state().last_seq();
         self.last_seq(latest)
     }
 }

@@ -181,7 +181,7 @@ impl Worker {
                 position,
             },
         );
-        if channel.keeps_presence {
+        if channel.keeps_presence() {
             self.presence_joined(key, channel);
         }
         Ok(())
@@ -221,7 +221,7 @@ impl Worker {
         let presence = self
             .topics
             .get(subscription.channel)
-            .filter(|local| local.channel.keeps_presence)
+            .filter(|local| local.channel.keeps_presence())
             .map(|local| ChannelRef::clone(&local.channel));
         if let Some(channel) = presence {
             self.presence_left(key, &channel);

@@ -189,7 +189,7 @@ impl Worker {
             let Some(local) = self.topics.get(subscription.channel) else {
                 continue;
             };
-            if local.channel.keeps_presence {
+            if local.channel.keeps_presence() {
                 self.hub.presence_leave(&local.channel, None);
                 self.hub
                     .presence_join(&local.channel, Some(session.user()), session.info());
