@@ -56,8 +56,6 @@ const REMOVED: u8 = 4;
 // `lock` for as long as it lives; `refs` and `flags` are atomic; every other field
 // is immutable.
 unsafe impl Sync for Channel {}
-// SAFETY: nothing in it is tied to a thread (the `UnsafeCell`s hide only that).
-unsafe impl Send for Channel {}
 
 impl fmt::Debug for Channel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -56,10 +56,6 @@ impl History {
         {
             self.kept.pop_front();
         }
-        if self.kept.is_empty() {
-            // What a burst grew is given back, not held for the next message.
-            self.kept = VecDeque::new();
-        }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -36,10 +36,8 @@ const BARE_LIMIT: u64 = 1 << 63;
 
 static NOTHING: History = History::new();
 
-// SAFETY: a `Sequence` owns its block as a `Box` would, and `Kept` is Send and Sync.
+// SAFETY: a `Sequence` owns its block as a `Box` would, and `Kept` is Send.
 unsafe impl Send for Sequence {}
-// SAFETY: as above; `&Sequence` only reads.
-unsafe impl Sync for Sequence {}
 
 impl Default for Sequence {
     fn default() -> Sequence {
