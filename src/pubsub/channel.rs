@@ -26,7 +26,7 @@ pub use super::channel_ref::ChannelRef;
 /// unique among the channels alive (`channel_ids`).
 pub type ChannelId = u32;
 
-/// Laid out by hand (`repr(C)`): the fields below `name` fill its first 16 bytes.
+/// Laid out by hand (`repr(C)`): the fields before `name` fill its first 16 bytes.
 #[repr(C)]
 pub struct Channel {
     /// `ChannelRef`'s count: one, not `std`'s two, since nothing holds a weak
