@@ -78,8 +78,9 @@ pub struct Marks {
 
 impl Channel {
     /// A channel with an id no live one has (see `channel_ids`), or `None` when
-    /// 2^32 - 1 are alive.
-    pub fn new(name: &str, epoch: Epoch, keeps_presence: bool) -> Option<Channel> {
+    /// 2^32 - 1 are alive. Only `ChannelRef::create` makes one: it puts it in the
+    /// slot of its id, from which the last reference gives the id back.
+    pub(super) fn new(name: &str, epoch: Epoch, keeps_presence: bool) -> Option<Channel> {
         Some(Channel::with_id(
             channel_ids::take()?,
             name,
@@ -90,7 +91,7 @@ impl Channel {
 
     /// Stands for a channel that could not be made: never indexed by a worker, so
     /// it takes no id of its own.
-    pub fn placeholder(name: &str) -> Channel {
+    pub(super) fn placeholder(name: &str) -> Channel {
         Channel::with_id(channel_ids::PLACEHOLDER, name, Epoch::default(), false)
     }
 
@@ -117,14 +118,6 @@ impl Channel {
     pub fn state(&self) -> Locked<'_> {
         self.lock.lock();
         Locked { channel: self }
-    }
-}
-
-impl Drop for Channel {
-    fn drop(&mut self) {
-        if self.id != channel_ids::PLACEHOLDER {
-            channel_ids::give_back(self.id);
-        }
     }
 }
 
@@ -306,32 +299,6 @@ impl Holders {
     }
 }
 
-/// A channel in the hub's set, found by its name: the name is stored once, in the
-/// channel, instead of again as the key of a map.
-#[derive(Debug)]
-pub struct ByName(pub ChannelRef);
-
-impl std::borrow::Borrow<str> for ByName {
-    fn borrow(&self) -> &str {
-        &self.0.name
-    }
-}
-
-impl PartialEq for ByName {
-    fn eq(&self, other: &ByName) -> bool {
-        self.0.name == other.0.name
-    }
-}
-
-impl Eq for ByName {}
-
-impl std::hash::Hash for ByName {
-    // As `str` hashes, so that a lookup by `&str` finds it (Borrow's contract).
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (*self.0.name).hash(state);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,7 +315,7 @@ mod tests {
 
     #[test]
     fn holders_survive_their_six_bytes() {
-        let channel = ChannelRef::new(Channel::new("h", Epoch::default(), false).unwrap());
+        let channel = ChannelRef::create("h", Epoch::default(), false).unwrap();
         let mut state = channel.state();
         state.holders_mut().add(1 | 1 << 46);
         assert!(state.holders().has(0) && state.holders().has(46));
@@ -366,7 +333,7 @@ mod tests {
 
     #[test]
     fn flags_under_the_lock_leave_presence_alone() {
-        let channel = ChannelRef::new(Channel::new("p", Epoch::default(), true).unwrap());
+        let channel = ChannelRef::create("p", Epoch::default(), true).unwrap();
         let mut state = channel.state();
         state.set_watched(true);
         state.set_removed();
@@ -401,7 +368,7 @@ mod tests {
 
     #[test]
     fn the_lock_excludes_and_releases() {
-        let channel = ChannelRef::new(Channel::new("a", Epoch::default(), false).unwrap());
+        let channel = ChannelRef::create("a", Epoch::default(), false).unwrap();
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let channel = ChannelRef::clone(&channel);

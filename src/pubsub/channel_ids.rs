@@ -26,11 +26,14 @@ pub fn take() -> Option<ChannelId> {
     IDS.lock().unwrap_or_else(PoisonError::into_inner).take()
 }
 
-/// Frees the id of a channel being dropped.
-pub fn give_back(id: ChannelId) {
-    IDS.lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .give_back(id);
+/// Frees the id of a channel being dropped. When that leaves every id of its
+/// block of `1 << block_bits` free, `emptied` runs with the block's first id, still
+/// under the lock, so that no id of the block is handed out before it returns.
+pub fn give_back(id: ChannelId, block_bits: u32, emptied: impl FnOnce(ChannelId)) {
+    let mut ids = IDS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(first) = ids.give_back_in_block(id, block_bits) {
+        emptied(first);
+    }
 }
 
 #[derive(Debug)]
@@ -70,6 +73,22 @@ impl Ids {
         }
         *word |= 1 << bit;
         ChannelId::try_from(id).ok()
+    }
+
+    /// `give_back`, and the first id of the block of `1 << block_bits` around
+    /// `id` if none of it is taken now. Blocks are at least a word (64 ids).
+    fn give_back_in_block(&mut self, id: ChannelId, block_bits: u32) -> Option<ChannelId> {
+        self.give_back(id);
+        let first = id >> block_bits << block_bits;
+        let (from, to) = (
+            first as usize / 64,
+            (first as usize >> 6) + (1 << (block_bits - 6)),
+        );
+        let emptied = match self.words.get(from..to.min(self.words.len())) {
+            Some(words) => words.iter().all(|&w| w == 0),
+            None => true, // the block is past the last word kept: all free
+        };
+        emptied.then_some(first)
     }
 
     fn give_back(&mut self, id: ChannelId) {
@@ -146,6 +165,24 @@ mod tests {
         assert_eq!(ids.words, vec![1 << kept]);
         assert!(ids.words.capacity() <= 64, "{}", ids.words.capacity());
         assert_eq!(ids.take(), Some(1), "dense again");
+    }
+
+    #[test]
+    fn a_block_is_reported_once_its_last_id_is_freed() {
+        let mut ids = Ids::new(PLACEHOLDER);
+        let taken: Vec<_> = (0..300).map(|_| ids.take().unwrap()).collect();
+        // Blocks of 128: 0..128, 128..256, 256..384.
+        for &id in &taken[128..255] {
+            assert_eq!(ids.give_back_in_block(id, 7), None, "255 is still taken");
+        }
+        assert_eq!(ids.give_back_in_block(255, 7), Some(128));
+        for &id in &taken[257..] {
+            assert_eq!(ids.give_back_in_block(id, 7), None, "256 is still taken");
+        }
+        // The last block's words are popped once empty: still reported.
+        assert_eq!(ids.give_back_in_block(256, 7), Some(256));
+        assert_eq!(ids.give_back_in_block(0, 7), None, "1..128 still taken");
+        assert_eq!(ids.take(), Some(0));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! A shared reference to a channel, counted in the channel itself: 4 bytes of the
 //! channel's first 16 instead of the 8 (`triomphe`) or 16 (`std`) an `Arc` puts in
 //! front of it, which is what lets a channel fit jemalloc's 48 B class. No weak
-//! references. The orderings are `std::sync::Arc`'s, for the same reasons.
+//! references. The orderings are `std::sync::Arc`'s, for the same reasons. The
+//! channel itself sits in its slot of `channel_table`.
 
 // A hand-made `Arc`: the count lives inside the value it counts.
 #![allow(unsafe_code)]
@@ -11,7 +12,9 @@ use std::ops::Deref;
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, Ordering};
 
-use super::channel::Channel;
+use super::channel::{Channel, ChannelId};
+use super::channel_table;
+use super::epoch::Epoch;
 
 /// Past this, a clone aborts, as `Arc`'s does past `isize::MAX`: 2^31 references
 /// take 16 GiB of pointers, so only a leak gets here, and wrapping would free a
@@ -28,10 +31,45 @@ unsafe impl Send for ChannelRef {}
 unsafe impl Sync for ChannelRef {}
 
 impl ChannelRef {
-    pub fn new(channel: Channel) -> ChannelRef {
+    /// A new channel, with an id no live one has (see `channel_ids`), or `None`
+    /// when 2^32 - 1 are alive.
+    pub fn create(name: &str, epoch: Epoch, keeps_presence: bool) -> Option<ChannelRef> {
+        Some(ChannelRef::place(Channel::new(
+            name,
+            epoch,
+            keeps_presence,
+        )?))
+    }
+
+    /// Stands for a channel that could not be made (see `Channel::placeholder`).
+    pub fn placeholder(name: &str) -> ChannelRef {
+        ChannelRef::place(Channel::placeholder(name))
+    }
+
+    fn place(channel: Channel) -> ChannelRef {
         channel.refs.store(1, Ordering::Relaxed);
         ChannelRef {
-            channel: NonNull::from(Box::leak(Box::new(channel))),
+            channel: channel_table::place(channel),
+        }
+    }
+
+    /// Keeps this reference's count but lets go of the pointer: the id now holds
+    /// it, until `from_id` takes it back.
+    pub(super) fn into_id(self) -> ChannelId {
+        let id = self.id;
+        std::mem::forget(self);
+        id
+    }
+
+    /// The reference an `into_id` left behind.
+    ///
+    /// # Safety
+    /// `id` came from `into_id`, and this takes its count over once.
+    pub(super) unsafe fn from_id(id: ChannelId) -> ChannelRef {
+        // SAFETY: the count `into_id` kept keeps the channel alive in its slot.
+        let channel = unsafe { channel_table::get(id) };
+        ChannelRef {
+            channel: NonNull::from(channel),
         }
     }
 
@@ -63,8 +101,8 @@ impl Drop for ChannelRef {
         }
         fence(Ordering::Acquire);
         // SAFETY: the count reached 0, so this was the last reference, and the
-        // channel came from `Box::leak` in `new`.
-        drop(unsafe { Box::from_raw(self.channel.as_ptr()) });
+        // channel came from `channel_table::place` in `place`.
+        unsafe { channel_table::release(self.channel) };
     }
 }
 
@@ -90,9 +128,8 @@ mod tests {
 
     #[test]
     fn the_last_reference_frees_the_channel() {
-        let channel = Channel::new("ref", Default::default(), false).unwrap();
-        let id = channel.id;
-        let first = ChannelRef::new(channel);
+        let first = ChannelRef::create("ref", Default::default(), false).unwrap();
+        let id = first.id;
         // A kept message, whose payload is shared with `watch` until the channel goes.
         let watch = Bytes::from(vec![1u8; 64]);
         first.state().keep(1, 0, watch.clone(), 4);

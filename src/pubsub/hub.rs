@@ -6,7 +6,7 @@
 //! `keep_idle_s`; a worker or a publisher that finds it removed looks the name up
 //! again. The wait keeps a long-poller's channel, and its epoch, between two polls.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -20,8 +20,9 @@ use super::presence::Presence;
 use super::publication::{Outlet, Publication, Upstream};
 use crate::proto::command;
 
-use super::channel::{ByName, Locked};
+use super::channel::Locked;
 pub use super::channel::{Channel, ChannelId, ChannelRef};
+use super::names::Names;
 use super::sequence::Sequence;
 
 /// How much history each channel keeps, and how long a channel left with nothing
@@ -76,7 +77,7 @@ pub struct Backlog {
 
 #[derive(Debug)]
 pub struct Hub {
-    channels: RwLock<HashSet<ByName>>,
+    channels: RwLock<Names>,
     /// Channels with history or with nothing at all: the only ones the sweep visits.
     watched: Mutex<Vec<ChannelRef>>,
     outlets: Vec<Arc<dyn Outlet>>,
@@ -149,7 +150,7 @@ impl Hub {
     /// The channel of that (already validated) name, if it exists now.
     pub fn find(&self, name: &str) -> Option<ChannelRef> {
         let channels = self.channels.read().expect("hub lock");
-        channels.get(name).map(|found| ChannelRef::clone(&found.0))
+        channels.get(name)
     }
 
     /// The channel of that (already validated) name, created on first use unless
@@ -169,7 +170,7 @@ impl Hub {
         }
         let mut channels = self.channels.write().expect("hub lock");
         if let Some(found) = channels.get(name) {
-            return Ok(ChannelRef::clone(&found.0));
+            return Ok(found);
         }
         if channels.len() >= self.max_channels {
             self.channels_refused.fetch_add(1, Ordering::Relaxed);
@@ -184,12 +185,11 @@ impl Hub {
             .presence_prefixes
             .iter()
             .any(|p| name.starts_with(&**p));
-        let Some(channel) = Channel::new(name, epoch, keeps_presence) else {
+        let Some(channel) = ChannelRef::create(name, epoch, keeps_presence) else {
             self.channels_refused.fetch_add(1, Ordering::Relaxed);
             return Err(TooManyChannels);
         };
-        let channel = ChannelRef::new(channel);
-        channels.insert(ByName(ChannelRef::clone(&channel)));
+        channels.insert(ChannelRef::clone(&channel));
         Ok(channel)
     }
 
@@ -394,10 +394,10 @@ impl Hub {
         // Normally gone already (a channel with someone leaving is not removed).
         self.presences().remove(&channel.id);
         if channels
-            .get(&*channel.name)
-            .is_some_and(|c| ChannelRef::ptr_eq(&c.0, channel))
+            .get(&channel.name)
+            .is_some_and(|c| ChannelRef::ptr_eq(&c, channel))
         {
-            channels.remove(&*channel.name);
+            drop(channels.remove(&channel.name));
             if let Some(upstream) = self.upstream.get() {
                 upstream.release(&channel.name);
             }

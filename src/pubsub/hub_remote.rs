@@ -121,7 +121,7 @@ impl Hub {
 
     /// A channel that could not be made: the workers retry and get the refusal.
     fn refused_ready(&self, name: &str, workers: u64) {
-        let placeholder = ChannelRef::new(Channel::placeholder(name));
+        let placeholder = ChannelRef::placeholder(name);
         self.notify_ready(&placeholder, workers);
     }
 
@@ -151,13 +151,7 @@ impl Hub {
     /// Every channel this node holds, with its epoch and last seq: what the broker
     /// resubscribes and resyncs after an outage.
     pub fn held(&self) -> Vec<(Box<str>, Box<str>, u64)> {
-        let channels: Vec<ChannelRef> = self
-            .channels
-            .read()
-            .expect("hub lock")
-            .iter()
-            .map(|c| ChannelRef::clone(&c.0))
-            .collect();
+        let channels = self.channels.read().expect("hub lock").all();
         channels
             .into_iter()
             .map(|c| {

@@ -4,9 +4,11 @@
 pub mod channel;
 mod channel_ids;
 mod channel_ref;
+mod channel_table;
 pub mod epoch;
 pub mod history;
 pub mod hub;
+mod names;
 pub mod presence;
 pub mod publication;
 pub mod sequence;

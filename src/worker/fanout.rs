@@ -367,10 +367,9 @@ fn turn_share(group: &[Publication]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pubsub::channel::Channel;
 
     fn group(sizes: &[usize]) -> Vec<Publication> {
-        let channel = ChannelRef::new(Channel::new("t", Default::default(), false).unwrap());
+        let channel = ChannelRef::create("t", Default::default(), false).unwrap();
         sizes
             .iter()
             .zip(1..)

@@ -219,11 +219,11 @@ mod tests {
 
     #[test]
     fn a_worker_is_behind_past_its_weight_of_publications_until_it_sends_them() {
-        use crate::pubsub::channel::{Channel, ChannelRef};
+        use crate::pubsub::channel::ChannelRef;
         let poll = Poll::new().expect("poll");
         let waker = Waker::new(poll.registry(), Token(7)).expect("waker");
         let inbox = Inbox::new(waker, 4 * (1000 + MAIL_OVERHEAD));
-        let channel = ChannelRef::new(Channel::new("a", Default::default(), false).unwrap());
+        let channel = ChannelRef::create("a", Default::default(), false).unwrap();
         let publication = |seq| {
             Mail::Publication(Publication {
                 channel: ChannelRef::clone(&channel),
