@@ -20,7 +20,7 @@ use super::channel_ids;
 use super::epoch::Epoch;
 use super::sequence::Sequence;
 
-pub use super::channel_ref::ChannelRef;
+pub use super::channel_ref::{ChannelRef, HeldRef};
 
 /// Dense id of a channel, so that per-connection and per-worker state stays small;
 /// unique among the channels alive (`channel_ids`).

@@ -8,8 +8,9 @@
 #![allow(unsafe_code)]
 
 use std::fmt;
+use std::num::NonZeroU32;
 use std::ops::Deref;
-use std::ptr::NonNull;
+use std::ptr::{self, NonNull};
 use std::sync::atomic::{fence, Ordering};
 
 use super::channel::{Channel, ChannelId};
@@ -120,6 +121,71 @@ impl fmt::Debug for ChannelRef {
     }
 }
 
+/// A `ChannelRef` kept as its channel's id: 4 bytes where the pointer takes 8, for
+/// the entry a worker keeps per channel it holds. It holds a count, as a
+/// `ChannelRef` does, and finds the channel in its slot of `channel_table`. The id
+/// is stored inverted, so that the placeholder's (never held) is the niche a
+/// slab's vacant entry uses.
+pub struct HeldRef(NonZeroU32);
+
+impl HeldRef {
+    /// Panics for a placeholder, which has no slot (and which no worker holds).
+    pub fn new(channel: ChannelRef) -> HeldRef {
+        let inverted = NonZeroU32::new(!channel.id).expect("a placeholder is never held");
+        channel.into_id();
+        HeldRef(inverted)
+    }
+
+    pub fn id(&self) -> ChannelId {
+        !self.0.get()
+    }
+
+    /// True when this is that very channel: the same id is enough, since both
+    /// are alive and no two live channels share one (a placeholder's is never held).
+    pub fn is(&self, channel: &ChannelRef) -> bool {
+        let same = self.id() == channel.id;
+        debug_assert!(!same || ptr::eq(&**self, &**channel));
+        same
+    }
+
+    /// A `ChannelRef` of its own to the channel held.
+    pub fn to_ref(&self) -> ChannelRef {
+        // SAFETY: this holds a count for the id; the copy is never dropped, so the
+        // count stays, and the clone adds one.
+        let held = std::mem::ManuallyDrop::new(unsafe { ChannelRef::from_id(self.id()) });
+        ChannelRef::clone(&held)
+    }
+
+    /// The count this holds, as a `ChannelRef`.
+    pub fn into_ref(self) -> ChannelRef {
+        let id = self.id();
+        std::mem::forget(self);
+        // SAFETY: the count this held moves to the `ChannelRef`, once.
+        unsafe { ChannelRef::from_id(id) }
+    }
+}
+
+impl Deref for HeldRef {
+    type Target = Channel;
+    fn deref(&self) -> &Channel {
+        // SAFETY: the count this holds keeps the channel alive in its slot.
+        unsafe { channel_table::get(self.id()) }
+    }
+}
+
+impl Drop for HeldRef {
+    fn drop(&mut self) {
+        // SAFETY: the count this held is given up here, once.
+        drop(unsafe { ChannelRef::from_id(self.id()) });
+    }
+}
+
+impl fmt::Debug for HeldRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
@@ -154,5 +220,34 @@ mod tests {
         assert!(!watch.is_unique());
         drop(second);
         assert!(watch.is_unique(), "dropped with the last reference");
+    }
+
+    #[test]
+    fn a_held_reference_counts_as_a_channel_ref_does() {
+        let first = ChannelRef::create("held", Default::default(), false).unwrap();
+        let watch = Bytes::from(vec![3u8; 64]);
+        first.state().keep(1, 0, watch.clone(), 4);
+        let held = HeldRef::new(ChannelRef::clone(&first));
+        assert_eq!(
+            std::mem::size_of::<Option<HeldRef>>(),
+            4,
+            "the niche is free"
+        );
+        assert!(held.is(&first) && held.id() == first.id && &*held.name == "held");
+        let other = ChannelRef::create("held-other", Default::default(), false).unwrap();
+        assert!(!held.is(&other));
+        let copy = held.to_ref();
+        drop(first);
+        assert_eq!(
+            copy.refs.load(Ordering::Relaxed),
+            2,
+            "the held one and the copy"
+        );
+        drop(copy);
+        let back = held.into_ref();
+        assert_eq!(back.refs.load(Ordering::Relaxed), 1);
+        assert!(!watch.is_unique());
+        drop(HeldRef::new(back));
+        assert!(watch.is_unique(), "the held reference was the last");
     }
 }

@@ -4,7 +4,7 @@
 //! channel has one subscriber per worker: it is held inline, so such a channel
 //! costs its entry and no allocation of its own (a second one, a 16 B pair).
 //!
-//! The 16-byte entries are kept once, densely, in a slab of fixed pages; the hash
+//! The 12-byte entries are kept once, densely, in a slab of fixed pages; the hash
 //! table holds only their 4-byte slab keys, found by the channel id inside each
 //! entry. A table keeps 1.1–2.3 buckets per entry, so entries in its buckets cost
 //! 17 bytes a bucket (19–40 per channel), against 5 a bucket plus the entry here
@@ -13,13 +13,15 @@
 
 use hashbrown::HashTable;
 
+use super::channel::HeldRef;
 use super::hub::{ChannelId, ChannelRef};
 use super::subscribers::{Lists, Subscribers, Taken};
 use crate::paged::PagedSlab;
 
 #[derive(Debug)]
 pub struct LocalChannel {
-    pub channel: ChannelRef,
+    /// Its id, holding a reference (4 bytes, not a pointer's 8).
+    pub channel: HeldRef,
     /// Slab keys of subscribed connections.
     subscribers: Subscribers,
     /// The low 32 bits of the last sequence number this worker has handled; a
@@ -80,7 +82,7 @@ impl Topics {
     fn find(&self, id: ChannelId) -> Option<usize> {
         let entries = &self.entries;
         self.index
-            .find(hash(id), |&at| entries[at as usize].channel.id == id)
+            .find(hash(id), |&at| entries[at as usize].channel.id() == id)
             .map(|&at| at as usize)
     }
 
@@ -91,18 +93,18 @@ impl Topics {
     /// The local entry of `channel`, if this worker holds that very channel.
     pub fn of(&self, channel: &ChannelRef) -> Option<&LocalChannel> {
         self.get(channel.id)
-            .filter(|local| ChannelRef::ptr_eq(&local.channel, channel))
+            .filter(|local| local.channel.is(channel))
     }
 
     /// Starts holding `channel`, live from `last_seq` (replacing an entry of the
     /// same id, as a map's insert would).
     pub fn insert(&mut self, channel: ChannelRef, last_seq: u64) {
         let local = LocalChannel {
-            channel,
+            channel: HeldRef::new(channel),
             subscribers: Subscribers::default(),
             last_seq_low: last_seq as u32,
         };
-        let id = local.channel.id;
+        let id = local.channel.id();
         if let Some(at) = self.find(id) {
             std::mem::replace(&mut self.entries[at], local)
                 .subscribers
@@ -113,7 +115,7 @@ impl Topics {
         let at = u32::try_from(at).expect("fewer than 2^32 channels held");
         let entries = &self.entries;
         self.index
-            .insert_unique(hash(id), at, |&at| hash(entries[at as usize].channel.id));
+            .insert_unique(hash(id), at, |&at| hash(entries[at as usize].channel.id()));
     }
 
     /// Adds a subscriber to a held channel; returns its position in the list.
@@ -138,7 +140,7 @@ impl Topics {
     pub fn take_fresh(&mut self, channel: &ChannelRef, newest: u64) -> Option<(u64, Taken)> {
         let at = self.find(channel.id)?;
         let local = &mut self.entries[at];
-        if !ChannelRef::ptr_eq(&local.channel, channel) {
+        if !local.channel.is(channel) {
             return None;
         }
         let before = local.last_seq(newest);
@@ -174,12 +176,12 @@ impl Topics {
         if self.index.capacity() > 4 * self.index.len() + 64 {
             let entries = &self.entries;
             self.index
-                .shrink_to_fit(|&at| hash(entries[at as usize].channel.id));
+                .shrink_to_fit(|&at| hash(entries[at as usize].channel.id()));
         }
         if self.entries.capacity() > 4 * self.entries.len() + 1024 {
             let index = &mut self.index;
             self.entries.compact(|local, from, to| {
-                let Some(key) = index.find_mut(hash(local.channel.id), |&at| at as usize == from)
+                let Some(key) = index.find_mut(hash(local.channel.id()), |&at| at as usize == from)
                 else {
                     return false;
                 };
@@ -209,7 +211,7 @@ impl Topics {
             if let Ok(key) = self.index.find_entry(hash(id), |&k| k as usize == at) {
                 key.remove();
             }
-            Some(self.entries.remove(at).channel)
+            Some(self.entries.remove(at).channel.into_ref())
         } else {
             None
         };
@@ -360,11 +362,12 @@ mod tests {
     }
 
     #[test]
-    fn a_per_user_channel_costs_a_16_byte_entry() {
-        // Its Arc, one inline subscriber (or a list's index) and 32 bits of its last
-        // seq; the slab's vacancy fits beside the Arc's pointer, so no tag is added.
-        assert_eq!(std::mem::size_of::<LocalChannel>(), 16);
-        assert_eq!(std::mem::size_of::<crate::paged::Entry<LocalChannel>>(), 16);
+    fn a_per_user_channel_costs_a_12_byte_entry() {
+        // Its id holding a reference, one inline subscriber (or a list's index) and
+        // 32 bits of its last seq; the slab's vacancy fits beside the id, whose
+        // niche tells it apart, so no tag is added.
+        assert_eq!(std::mem::size_of::<LocalChannel>(), 12);
+        assert_eq!(std::mem::size_of::<crate::paged::Entry<LocalChannel>>(), 12);
     }
 
     #[test]

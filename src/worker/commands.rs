@@ -134,7 +134,7 @@ impl Worker {
         let held = self.hub.find(name).and_then(|c| {
             self.topics
                 .of(&c)
-                .map(|l| (ChannelRef::clone(&l.channel), l.position()))
+                .map(|l| (l.channel.to_ref(), l.position()))
         });
         if let Some((channel, last_seq)) = held {
             let catch_up = self.hub.catch_up(&channel, position, last_seq);
@@ -222,7 +222,7 @@ impl Worker {
             .topics
             .get(subscription.channel)
             .filter(|local| local.channel.keeps_presence())
-            .map(|local| ChannelRef::clone(&local.channel));
+            .map(|local| local.channel.to_ref());
         if let Some(channel) = presence {
             self.presence_left(key, &channel);
         }

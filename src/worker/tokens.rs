@@ -190,9 +190,12 @@ impl Worker {
                 continue;
             };
             if local.channel.keeps_presence() {
-                self.hub.presence_leave(&local.channel, None);
-                self.hub
-                    .presence_join(&local.channel, Some(session.user()), session.info());
+                self.hub.presence_leave(&local.channel.to_ref(), None);
+                self.hub.presence_join(
+                    &local.channel.to_ref(),
+                    Some(session.user()),
+                    session.info(),
+                );
             }
         }
     }
