@@ -1,7 +1,7 @@
 //! The hub's index of channels by name: a table of 4-byte ids, each holding one
 //! reference to its channel, found in `channel_table` to compare names. A set of
 //! `ChannelRef`s spent 8 bytes a bucket, 13 B more per channel at 10,000 than
-//! this table's 5 with its control byte (docs/benchmarks.md, "This stop").
+//! this table's 5 with its control byte (docs/benchmarks.md, "channels in a table").
 //!
 //! Names come from clients, so they are hashed with `std`'s keyed SipHash, as a
 //! `HashMap` would: a flood of colliding names cannot be made without the key.
