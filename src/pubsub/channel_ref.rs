@@ -56,7 +56,7 @@ impl ChannelRef {
 
     /// Keeps this reference's count but lets go of the pointer: the id now holds
     /// it, until `from_id` takes it back.
-    pub(super) fn into_id(self) -> ChannelId {
+    fn into_id(self) -> ChannelId {
         let id = self.id;
         std::mem::forget(self);
         id
@@ -66,7 +66,7 @@ impl ChannelRef {
     ///
     /// # Safety
     /// `id` came from `into_id`, and this takes its count over once.
-    pub(super) unsafe fn from_id(id: ChannelId) -> ChannelRef {
+    unsafe fn from_id(id: ChannelId) -> ChannelRef {
         // SAFETY: the count `into_id` kept keeps the channel alive in its slot.
         let channel = unsafe { channel_table::get(id) };
         ChannelRef {

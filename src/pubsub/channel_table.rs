@@ -7,9 +7,9 @@
 //!
 //! A slot is written once its id is taken and dropped in place by the last
 //! `ChannelRef`; only then is the id given back, so the next channel with that id
-//! never overlaps the old one. Pages stay once made: what a burst of channels
-//! touched stays resident, 48 B per channel at the most alive at once, as the
-//! heap blocks of a slab do.
+//! never overlaps the old one. A page keeps its address once made, but when none
+//! of its ids is taken its memory goes back to the kernel (`forget`), so after a
+//! burst of channels RSS falls back with them.
 
 // Slots are written, read and dropped through raw pointers: each use says why it holds.
 #![allow(unsafe_code)]

@@ -1,40 +1,22 @@
-//! The hub's index of channels by name: a table of 4-byte ids, each holding one
-//! reference to its channel, found in `channel_table` to compare names. A set of
-//! `ChannelRef`s spent 8 bytes a bucket, 13 B more per channel at 10,000 than
-//! this table's 5 with its control byte (docs/benchmarks.md, "channels in a table").
+//! The hub's index of channels by name: a table of `HeldRef`s, 4-byte ids each
+//! holding one reference to its channel, found in its slot to compare names. A set of
+//! `ChannelRef`s spent 9 bytes a bucket with its control byte, this table 5: at
+//! 10,000 channels (16,384 buckets) 6.5 B less per channel (docs/benchmarks.md,
+//! "channels in a table").
 //!
 //! Names come from clients, so they are hashed with `std`'s keyed SipHash, as a
 //! `HashMap` would: a flood of colliding names cannot be made without the key.
-
-// Entries are references kept as ids: each use says why it holds.
-#![allow(unsafe_code)]
 
 use std::hash::{BuildHasher, RandomState};
 
 use hashbrown::HashTable;
 
-use super::channel::{Channel, ChannelId, ChannelRef};
-use super::channel_table;
+use super::channel::{ChannelRef, HeldRef};
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Names {
-    ids: HashTable<ChannelId>,
+    channels: HashTable<HeldRef>,
     hasher: RandomState,
-}
-
-/// The channel with this id, as long as the index holds its reference.
-fn channel_at(id: &ChannelId) -> &Channel {
-    // SAFETY: every id in the index holds a reference (`insert`), given up only
-    // when the id leaves it (`remove`, `drop`).
-    unsafe { channel_table::get(*id) }
-}
-
-/// A reference of the caller's own to the channel the index holds as `id`.
-fn cloned(id: &ChannelId) -> ChannelRef {
-    // SAFETY: the index holds a reference for this id; the copy made from it is
-    // never dropped, so the index's count stays, and the clone adds one.
-    let held = std::mem::ManuallyDrop::new(unsafe { ChannelRef::from_id(*id) });
-    ChannelRef::clone(&held)
 }
 
 impl Names {
@@ -43,65 +25,48 @@ impl Names {
     }
 
     pub fn get(&self, name: &str) -> Option<ChannelRef> {
-        let id = self
-            .ids
-            .find(self.hash(name), |id| &*channel_at(id).name == name)?;
-        Some(cloned(id))
+        self.channels
+            .find(self.hash(name), |held| &*held.name == name)
+            .map(HeldRef::to_ref)
     }
 
     /// Adds `channel`, whose name is not in the index yet, with a reference of its own.
     pub fn insert(&mut self, channel: ChannelRef) {
         let hash = self.hash(&channel.name);
         let hasher = &self.hasher;
-        self.ids.insert_unique(hash, channel.into_id(), |id| {
-            hasher.hash_one(&*channel_at(id).name)
-        });
+        self.channels
+            .insert_unique(hash, HeldRef::new(channel), |held| {
+                hasher.hash_one(&*held.name)
+            });
     }
 
     /// Takes `name` out of the index, with the reference it held.
     pub fn remove(&mut self, name: &str) -> Option<ChannelRef> {
         let hash = self.hash(name);
         let entry = self
-            .ids
-            .find_entry(hash, |id| &*channel_at(id).name == name)
+            .channels
+            .find_entry(hash, |held| &*held.name == name)
             .ok()?;
-        let (id, _) = entry.remove();
-        // SAFETY: the id has left the index, and with it its reference, once.
-        Some(unsafe { ChannelRef::from_id(id) })
+        Some(entry.remove().0.into_ref())
     }
 
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.channels.len()
     }
 
     pub fn capacity(&self) -> usize {
-        self.ids.capacity()
+        self.channels.capacity()
     }
 
     pub fn shrink_to_fit(&mut self) {
         let hasher = &self.hasher;
-        self.ids
-            .shrink_to_fit(|id| hasher.hash_one(&*channel_at(id).name));
+        self.channels
+            .shrink_to_fit(|held| hasher.hash_one(&*held.name));
     }
 
     /// A reference to every channel in the index.
     pub fn all(&self) -> Vec<ChannelRef> {
-        self.ids.iter().map(cloned).collect()
-    }
-}
-
-impl Drop for Names {
-    fn drop(&mut self) {
-        for id in self.ids.drain() {
-            // SAFETY: the id leaves the index with its reference, once.
-            drop(unsafe { ChannelRef::from_id(id) });
-        }
-    }
-}
-
-impl std::fmt::Debug for Names {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Names").field("len", &self.len()).finish()
+        self.channels.iter().map(HeldRef::to_ref).collect()
     }
 }
 
