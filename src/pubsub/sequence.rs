@@ -53,10 +53,20 @@ impl Sequence {
         Word { bare: seq << 1 | 1 }
     }
 
-    fn kept(&self) -> Option<&Kept> {
+    /// The word's bits, whichever field was written.
+    fn bits(&self) -> u64 {
         // SAFETY: both fields are 8 bytes, and reading a pointer's bits as an
-        // integer is defined; the tag says which field was written.
-        if unsafe { self.word.bare } & 1 == 1 {
+        // integer is defined.
+        unsafe { self.word.bare }
+    }
+
+    /// The tag: the word holds the seq itself, not a block.
+    fn is_bare(&self) -> bool {
+        self.bits() & 1 == 1
+    }
+
+    fn kept(&self) -> Option<&Kept> {
+        if self.is_bare() {
             return None;
         }
         // SAFETY: tag clear: `kept` came from `Box::into_raw` and is owned here.
@@ -64,8 +74,7 @@ impl Sequence {
     }
 
     fn kept_mut(&mut self) -> Option<&mut Kept> {
-        // SAFETY: as in `kept`; `&mut self` makes this the only reference.
-        if unsafe { self.word.bare } & 1 == 1 {
+        if self.is_bare() {
             return None;
         }
         // SAFETY: as in `kept`, and exclusive through `&mut self`.
@@ -104,8 +113,7 @@ impl Sequence {
     pub fn last_seq(&self) -> u64 {
         match self.kept() {
             Some(kept) => kept.last_seq,
-            // SAFETY: tag set: `bare` was written.
-            None => (unsafe { self.word.bare }) >> 1,
+            None => self.bits() >> 1,
         }
     }
 
