@@ -6,7 +6,8 @@
 #      installed by scripts/autobahn-install.sh on the machine's CPython 2.7
 #   4. the browser test: the demo page and halley.js in headless Chromium
 #   5. tsung smoke and long-polling scenarios from a client network namespace
-# It first installs what a fresh machine lacks (tsung/install.sh: apt-get).
+# It first installs what a fresh machine lacks (tsung/install.sh: apt-get;
+# scripts/clients-install.sh: Node.js and tests/clients' npm packages).
 # Every step stops the run on failure. Set SKIP_TSUNG=1, SKIP_CONFORMANCE=1 or
 # SKIP_BROWSER=1 to leave a step out on a machine that cannot run it (CI never does).
 set -euo pipefail
@@ -18,6 +19,9 @@ if [ "${SKIP_TSUNG:-0}" != 1 ]; then
   step "set-up: tsung, iproute2, python3 (apt-get, only what is missing)"
   tsung/install.sh
 fi
+
+step "set-up: Node.js and the Node Redis clients for tests/resp.rs (apt-get, npm ci)"
+scripts/clients-install.sh
 
 step "style: cargo fmt --check, cargo clippy -D warnings"
 cargo fmt --all -- --check

@@ -1,7 +1,8 @@
 //! Publishing over RESP (`--resp-listen`) against the real binary: `redis-cli`
-//! (Debian redis-tools) and redis-py (Debian python3-redis) publish to WebSocket
-//! subscribers; a hand-made client checks exact replies, pipelining, AUTH, HELLO 3
-//! and the protocol errors that close.
+//! (Debian redis-tools), redis-py (Debian python3-redis), the Rust `redis` crate,
+//! node-redis and ioredis (npm, tests/clients) publish to WebSocket subscribers; a
+//! hand-made client checks exact replies, pipelining, AUTH, HELLO 3 and the protocol
+//! errors that close.
 
 mod common;
 
@@ -304,6 +305,152 @@ fn with_a_key_publishing_needs_auth() {
     // What Redis 6+ answers; redis-py 4 raises it as a ResponseError, later ones as
     // an AuthenticationError.
     assert!(stderr.contains("WRONGPASS"), "{stderr}");
+}
+
+/// The Rust `redis` crate (the one `--broker` links) as a backend would use it.
+// `::redis`: `common::redis` (a Redis server for the broker tests) shadows the crate.
+fn rust_redis(url: &str) -> ::redis::RedisResult<::redis::Connection> {
+    let client = ::redis::Client::open(url)?;
+    let con = client.get_connection_with_timeout(std::time::Duration::from_secs(10))?;
+    con.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    Ok(con)
+}
+
+#[test]
+fn the_rust_redis_crate_publishes_over_resp2_and_resp3_singly_and_pipelined() {
+    let path = key_file("rust", "open-sesame\n");
+    let (server, resp) = resp_server(&["--api-key-file", path.to_str().unwrap()]);
+    let mut ws = server.connect("/ws");
+    subscribe(&mut ws, "rs");
+    let mut seq = 0;
+    for query in ["", "?protocol=resp3"] {
+        let url = format!("redis://:open-sesame@{resp}/0{query}");
+        let mut con = rust_redis(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        let first: u64 = ::redis::cmd("PUBLISH")
+            .arg("rs")
+            .arg("single")
+            .query(&mut con)
+            .unwrap();
+        seq += 1;
+        assert_eq!(first, seq, "the reply is the seq ({url})");
+        expect_push(&mut ws, "rs", seq, "\"single\"");
+        let mut pipe = ::redis::pipe();
+        for i in 0..50 {
+            pipe.cmd("PUBLISH").arg("rs").arg(i);
+        }
+        let seqs: Vec<u64> = pipe.query(&mut con).unwrap();
+        assert_eq!(seqs, (seq + 1..=seq + 50).collect::<Vec<_>>(), "{url}");
+        for i in 0..50 {
+            seq += 1;
+            expect_push(&mut ws, "rs", seq, &i.to_string());
+        }
+        let pong: String = ::redis::cmd("PING").query(&mut con).unwrap();
+        assert_eq!(pong, "PONG");
+    }
+    // A wrong key is refused at connect, as Redis 7 refuses it: the crate reads a
+    // failed `AUTH` (RESP2) as `AuthenticationFailed` and hands a failed
+    // `HELLO 3 AUTH` on as the server's `WRONGPASS`. No key at all: `NOAUTH` on the
+    // first command.
+    let wrong = |query: &str| {
+        rust_redis(&format!("redis://:wrong@{resp}/{query}"))
+            .err()
+            .unwrap_or_else(|| panic!("a wrong key connected ({query})"))
+    };
+    let err = wrong("");
+    assert_eq!(
+        err.kind(),
+        ::redis::ErrorKind::AuthenticationFailed,
+        "{err}"
+    );
+    let err = wrong("?protocol=resp3");
+    assert_eq!(err.code(), Some("WRONGPASS"), "{err}");
+    let mut bare = rust_redis(&format!("redis://{resp}/")).unwrap();
+    let err = ::redis::cmd("PUBLISH")
+        .arg("rs")
+        .arg("x")
+        .query::<u64>(&mut bare)
+        .unwrap_err();
+    assert_eq!(err.code(), Some("NOAUTH"), "{err}");
+}
+
+/// `node tests/clients/publish.mjs LIB HOST PORT CHANNEL PASSWORD|- PROTO`: a Node
+/// Redis client publishing as a backend would (node-redis, ioredis).
+fn node_client(lib: &str, addr: SocketAddr, channel: &str, password: &str, proto: &str) -> Output {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
+    assert!(
+        std::path::Path::new(dir)
+            .join("node_modules/redis")
+            .is_dir()
+            && std::path::Path::new(dir)
+                .join("node_modules/ioredis")
+                .is_dir(),
+        "tests/clients/node_modules is missing: run scripts/clients-install.sh (npm ci)"
+    );
+    let output = Command::new("timeout")
+        .args(["30", "node", &format!("{dir}/publish.mjs"), lib])
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string())
+        .args([channel, password, proto])
+        .output()
+        .expect("spawn node");
+    assert!(
+        output.status.code() != Some(127),
+        "node missing: run scripts/clients-install.sh (apt-get install nodejs npm)"
+    );
+    output
+}
+
+#[test]
+fn node_redis_and_ioredis_publish_singly_and_pipelined_and_a_wrong_key_publishes_nothing() {
+    let path = key_file("node", "open-sesame\n");
+    let (server, resp) = resp_server(&["--api-key-file", path.to_str().unwrap()]);
+    let mut ws = server.connect("/ws");
+    subscribe(&mut ws, "node");
+    // node-redis sends `HELLO 3 AUTH .. SETNAME ..` for RESP3, else `AUTH` and
+    // `CLIENT SETNAME`, and `CLIENT SETINFO` either way; ioredis `AUTH`, `CLIENT
+    // SETNAME` and its ready check, `INFO`.
+    let mut seq = 0;
+    for (lib, proto) in [("node-redis", "2"), ("node-redis", "3"), ("ioredis", "2")] {
+        let out = node_client(lib, resp, "node", "open-sesame", proto);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{lib} RESP{proto}: {stderr}");
+        assert_eq!(
+            stdout_of(&out),
+            format!("PONG\n{}\n{}\n", seq + 1, seq + 101),
+            "{lib} RESP{proto}: the replies are the seqs"
+        );
+        seq += 1;
+        expect_push(&mut ws, "node", seq, "\"one\"");
+        for i in 2..=101 {
+            seq += 1;
+            expect_push(&mut ws, "node", seq, &i.to_string());
+        }
+    }
+    for (lib, proto) in [("node-redis", "2"), ("node-redis", "3"), ("ioredis", "2")] {
+        for password in ["wrong", "-"] {
+            let out = node_client(lib, resp, "node", password, proto);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success(),
+                "{lib} RESP{proto} {password}: connected"
+            );
+            // ioredis says only "Connection is closed.", as it does against Redis 7.
+            if lib == "node-redis" {
+                let expected = if password == "-" {
+                    "NOAUTH"
+                } else {
+                    "WRONGPASS"
+                };
+                assert!(stderr.contains(expected), "{lib} RESP{proto}: {stderr}");
+            }
+        }
+    }
+    // None of the refused clients published: the next seq follows the last.
+    let out = node_client("ioredis", resp, "node", "open-sesame", "2");
+    assert_eq!(
+        stdout_of(&out),
+        format!("PONG\n{}\n{}\n", seq + 1, seq + 101)
+    );
 }
 
 #[test]
