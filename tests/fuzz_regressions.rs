@@ -62,3 +62,13 @@ fn ws_frames_inputs_stay_fixed() {
 fn command_inputs_stay_fixed() {
     replay("command", harness::command);
 }
+
+#[test]
+fn resp_inputs_stay_fixed() {
+    replay("resp", harness::resp);
+}
+
+#[test]
+fn token_inputs_stay_fixed() {
+    replay("token", harness::token);
+}
